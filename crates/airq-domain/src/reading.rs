@@ -1,0 +1,121 @@
+//! The reading a sensor publishes to `raw_data` (schema v1, see `docs/schemas.md`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The pollutants airq measures, in ug/m3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pollutant {
+    #[serde(rename = "pm2_5")]
+    Pm25,
+    Pm10,
+    No2,
+}
+
+impl Pollutant {
+    /// Every pollutant, in a fixed order used for arrays indexed by pollutant.
+    pub const ALL: [Pollutant; 3] = [Pollutant::Pm25, Pollutant::Pm10, Pollutant::No2];
+
+    /// The field name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pollutant::Pm25 => "pm2_5",
+            Pollutant::Pm10 => "pm10",
+            Pollutant::No2 => "no2",
+        }
+    }
+
+    /// Position in [`Pollutant::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Geographic position in WGS84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// Concentrations in ug/m3; `None` means the sensor sent no value (e.g. `NA` in replay).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measurements {
+    pub pm2_5: Option<f64>,
+    pub pm10: Option<f64>,
+    pub no2: Option<f64>,
+}
+
+impl Measurements {
+    pub fn get(&self, p: Pollutant) -> Option<f64> {
+        match p {
+            Pollutant::Pm25 => self.pm2_5,
+            Pollutant::Pm10 => self.pm10,
+            Pollutant::No2 => self.no2,
+        }
+    }
+
+    pub fn set(&mut self, p: Pollutant, v: Option<f64>) {
+        match p {
+            Pollutant::Pm25 => self.pm2_5 = v,
+            Pollutant::Pm10 => self.pm10 = v,
+            Pollutant::No2 => self.no2 = v,
+        }
+    }
+}
+
+/// A decoded and validated sensor reading (the `raw_data` message).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub sensor_id: String,
+    #[serde(with = "rfc3339")]
+    pub timestamp: DateTime<Utc>,
+    pub location: Location,
+    pub measurements: Measurements,
+}
+
+impl Reading {
+    /// The JSON bytes of this reading as published to `raw_data`.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain structs of strings and finite floats cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// RFC 3339 with a `Z` suffix and second precision (sub-seconds kept when present).
+pub mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = <&str>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_in_the_documented_shape() {
+        let r = Reading {
+            sensor_id: "CAP_001".into(),
+            timestamp: "2024-01-15T14:30:00Z".parse().unwrap(),
+            location: Location { lat: 48.8566, lon: 2.3522 },
+            measurements: Measurements { pm2_5: Some(12.5), pm10: Some(25.3), no2: Some(40.2) },
+        };
+        let json = String::from_utf8(r.to_json()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"sensor_id":"CAP_001","timestamp":"2024-01-15T14:30:00Z","location":{"lat":48.8566,"lon":2.3522},"measurements":{"pm2_5":12.5,"pm10":25.3,"no2":40.2}}"#
+        );
+    }
+}
