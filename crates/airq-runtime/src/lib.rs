@@ -1,0 +1,102 @@
+//! Process plumbing shared by every airq binary, so that each `main.rs` stays a few lines:
+//! - [`init_tracing`]: structured logs (`RUST_LOG` filter, `AIRQ_LOG_FORMAT=json` for JSON);
+//! - [`load_config`]: embedded defaults, then an optional file, then `AIRQ__SECTION__KEY` env vars;
+//! - [`shutdown_token`]: a `CancellationToken` cancelled on SIGINT or SIGTERM.
+
+pub use config::ConfigError;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Initialises the global tracing subscriber (once; later calls are no-ops).
+pub fn init_tracing(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::env::var("AIRQ_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Loads a service's settings, each layer overriding the previous:
+/// 1. `defaults`: the service's embedded TOML (every key has a documented default);
+/// 2. the TOML file named by `AIRQ_CONFIG`, if set;
+/// 3. environment variables `AIRQ__<SECTION>__<KEY>` (e.g. `AIRQ__KAFKA__BROKERS`).
+///
+/// Sections share names across services (`kafka`, `database`), so one environment
+/// configures the whole platform; a service ignores sections it does not have.
+pub fn load_config<T: DeserializeOwned>(defaults: &str) -> Result<T, ConfigError> {
+    let mut builder =
+        config::Config::builder().add_source(config::File::from_str(defaults, config::FileFormat::Toml));
+    if let Ok(path) = std::env::var("AIRQ_CONFIG") {
+        builder = builder.add_source(config::File::with_name(&path).format(config::FileFormat::Toml));
+    }
+    builder
+        .add_source(
+            config::Environment::with_prefix("AIRQ")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()?
+        .try_deserialize()
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let child = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        child.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the service");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    struct Settings {
+        kafka: Kafka,
+    }
+    #[derive(Deserialize, Debug)]
+    struct Kafka {
+        brokers: String,
+        partitions: i32,
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let s: Settings = load_config("[kafka]\nbrokers = \"a:1\"\npartitions = 3\n").unwrap();
+        assert_eq!(s.kafka.brokers, "a:1");
+        assert_eq!(s.kafka.partitions, 3);
+    }
+}

@@ -1,0 +1,103 @@
+//! Batch insert of cleaned readings.
+
+use airq_domain::ProcessedReading;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::StoreError;
+
+/// Column-wise buffers for one `INSERT ... SELECT FROM UNNEST(...)`: one round trip
+/// and one statement for the whole batch.
+#[derive(Default)]
+struct Columns {
+    sensor_id: Vec<String>,
+    ts: Vec<DateTime<Utc>>,
+    lat: Vec<f64>,
+    lon: Vec<f64>,
+    clean: [Vec<Option<f64>>; 3],
+    raw: [Vec<Option<f64>>; 3],
+    flags: Vec<i32>,
+    mean_1h: [Vec<Option<f64>>; 3],
+    nowcast: [Vec<Option<f64>>; 2],
+    aqi: Vec<Option<i16>>,
+    aqi_category: Vec<Option<&'static str>>,
+    aqi_dominant: Vec<Option<&'static str>>,
+    eaqi_band: Vec<Option<&'static str>>,
+    schema_version: Vec<i16>,
+}
+
+impl Columns {
+    fn push(&mut self, r: &ProcessedReading) {
+        use airq_domain::Pollutant;
+        self.sensor_id.push(r.sensor_id.clone());
+        self.ts.push(r.timestamp);
+        self.lat.push(r.location.lat);
+        self.lon.push(r.location.lon);
+        for p in Pollutant::ALL {
+            self.clean[p.index()].push(r.clean.get(p));
+            self.raw[p.index()].push(r.raw.get(p));
+            self.mean_1h[p.index()].push(r.metrics.mean_1h.get(p));
+        }
+        // The bitmask uses 8 bits: it always fits.
+        self.flags.push(i32::try_from(r.flags.0).unwrap_or(i32::MAX));
+        self.nowcast[0].push(r.metrics.nowcast.pm2_5);
+        self.nowcast[1].push(r.metrics.nowcast.pm10);
+        let aqi = r.metrics.us_aqi;
+        self.aqi.push(aqi.map(|a| a.aqi as i16));
+        self.aqi_category.push(aqi.map(|a| a.category.as_str()));
+        self.aqi_dominant.push(aqi.map(|a| a.dominant.as_str()));
+        self.eaqi_band.push(r.metrics.eaqi.map(|b| b.as_str()));
+        self.schema_version.push(r.schema_version as i16);
+    }
+}
+
+const INSERT: &str = r#"
+INSERT INTO readings (sensor_id, ts, lat, lon, pm2_5, pm10, no2, pm2_5_raw, pm10_raw, no2_raw,
+                      flags, pm2_5_1h, pm10_1h, no2_1h, nowcast_pm2_5, nowcast_pm10,
+                      aqi, aqi_category, aqi_dominant, eaqi_band, schema_version)
+SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::float8[], $4::float8[],
+                     $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::float8[],
+                     $11::int4[], $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::float8[],
+                     $17::int2[], $18::text[], $19::text[], $20::text[], $21::int2[])
+ON CONFLICT (sensor_id, ts) DO NOTHING
+"#;
+
+/// Inserts a batch of readings; a reading whose `(sensor_id, ts)` is already stored is
+/// left as it is (first write wins), so a redelivered batch changes nothing.
+/// Returns the number of rows actually inserted.
+pub async fn insert_readings(pool: &PgPool, batch: &[ProcessedReading]) -> Result<u64, StoreError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let mut c = Columns::default();
+    batch.iter().for_each(|r| c.push(r));
+    let [clean_pm25, clean_pm10, clean_no2] = c.clean;
+    let [raw_pm25, raw_pm10, raw_no2] = c.raw;
+    let [mean_pm25, mean_pm10, mean_no2] = c.mean_1h;
+    let [nc_pm25, nc_pm10] = c.nowcast;
+    let done = sqlx::query(INSERT)
+        .bind(c.sensor_id)
+        .bind(c.ts)
+        .bind(c.lat)
+        .bind(c.lon)
+        .bind(clean_pm25)
+        .bind(clean_pm10)
+        .bind(clean_no2)
+        .bind(raw_pm25)
+        .bind(raw_pm10)
+        .bind(raw_no2)
+        .bind(c.flags)
+        .bind(mean_pm25)
+        .bind(mean_pm10)
+        .bind(mean_no2)
+        .bind(nc_pm25)
+        .bind(nc_pm10)
+        .bind(c.aqi)
+        .bind(c.aqi_category)
+        .bind(c.aqi_dominant)
+        .bind(c.eaqi_band)
+        .bind(c.schema_version)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,20 @@
+//! Settings of sensor-sim: broker and fault rates (run parameters are CLI flags).
+
+use airq_kafka::KafkaConfig;
+use serde::Deserialize;
+
+use crate::faults::FaultRates;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub kafka: KafkaConfig,
+    pub faults: FaultRates,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, airq_runtime::ConfigError> {
+        airq_runtime::load_config(DEFAULTS)
+    }
+}

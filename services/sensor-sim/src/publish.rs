@@ -1,0 +1,91 @@
+//! Publishing to `raw_data`: idempotent producer, bounded in-flight deliveries, and
+//! pacing (wall clock, fixed rate, or as fast as possible).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+/// Deliveries awaited before more are queued: bounds memory, keeps the pipe full.
+const MAX_IN_FLIGHT: usize = 100_000;
+
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    in_flight: VecDeque<DeliveryFuture>,
+    pub sent: u64,
+}
+
+impl Publisher {
+    pub fn new(producer: FutureProducer, topic: String) -> Self {
+        Self { producer, topic, in_flight: VecDeque::new(), sent: 0 }
+    }
+
+    /// Queues one message; waits for older deliveries when too many are pending.
+    pub async fn send(&mut self, key: &str, payload: &[u8]) -> anyhow::Result<()> {
+        loop {
+            let record = FutureRecord::to(&self.topic).key(key).payload(payload);
+            match self.producer.send_result(record) {
+                Ok(fut) => {
+                    self.in_flight.push_back(fut);
+                    break;
+                }
+                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.await_oldest().await?;
+                    if self.in_flight.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                Err((e, _)) => return Err(e).context("queueing a message"),
+            }
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.await_oldest().await?;
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    async fn await_oldest(&mut self) -> anyhow::Result<()> {
+        if let Some(fut) = self.in_flight.pop_front() {
+            match fut.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e).context("delivering a message"),
+                Err(_) => anyhow::bail!("producer dropped a delivery"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued message is acknowledged by the broker.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        while !self.in_flight.is_empty() {
+            self.await_oldest().await?;
+        }
+        self.producer.flush(Duration::from_secs(30)).context("flushing the producer")?;
+        Ok(())
+    }
+}
+
+/// Paces a stream to `per_sec` items per second (`0` = no pacing).
+pub struct Pacer {
+    start: Instant,
+    per_sec: f64,
+}
+
+impl Pacer {
+    pub fn new(per_sec: f64) -> Self {
+        Self { start: Instant::now(), per_sec }
+    }
+
+    /// Sleeps until item number `n` is due.
+    pub async fn wait_for(&self, n: u64) {
+        if self.per_sec <= 0.0 {
+            return;
+        }
+        let due = self.start + Duration::from_secs_f64(n as f64 / self.per_sec);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
