@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The native airq stack: PostgreSQL 15 and a Kafka-protocol broker (Tansu), installed
+# when missing and started idempotently. State and logs live in one git-ignored folder.
+#
+#   scripts/stack.sh up       install what is missing, start, create database and topics
+#   scripts/stack.sh down     stop everything this script started
+#   scripts/stack.sh status   what runs, where
+#   scripts/stack.sh env      the environment the services and tests use (eval-able)
+#
+# Overridable: AIRQ_STATE_DIR, AIRQ_CACHE_DIR, AIRQ_PG_PORT, AIRQ_KAFKA_PORT,
+# AIRQ_KAFKA_STORAGE (sqlite://... default, durable; memory://tansu/ for throughput benches),
+# AIRQ_KAFKA_PARTITIONS, AIRQ_PG_BIN.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${AIRQ_STATE_DIR:-$ROOT/.stack}
+CACHE=${AIRQ_CACHE_DIR:-$HOME/.cache/airq}
+PG_PORT=${AIRQ_PG_PORT:-55432}
+KAFKA_PORT=${AIRQ_KAFKA_PORT:-19092}
+PARTITIONS=${AIRQ_KAFKA_PARTITIONS:-6}
+PG_BIN=${AIRQ_PG_BIN:-/usr/lib/postgresql/15/bin}
+TANSU_VERSION=0.6.0
+TANSU=$CACHE/tansu-$TANSU_VERSION/bin/tansu
+TOPICS=(raw_data processed_data anomalies dead_letter)
+LOGS=$STATE/logs
+mkdir -p "$STATE" "$LOGS"
+STATE=$(cd "$STATE" && pwd)
+# Tansu resolves a sqlite URL against its working directory ($STATE/tansu).
+KAFKA_STORAGE=${AIRQ_KAFKA_STORAGE:-sqlite://tansu.db}
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+# PostgreSQL runs as the postgres user, which must reach its data dir: if the checkout
+# is not traversable by it (e.g. under /root), keep the cluster under /var/lib/postgresql.
+pg_dir() {
+  if runuser -u postgres -- test -x "$STATE" 2>/dev/null && runuser -u postgres -- test -x "$ROOT" 2>/dev/null; then
+    echo "$STATE/pg"
+  else
+    echo "/var/lib/postgresql/airq-$(printf '%s' "$STATE" | md5sum | cut -c1-8)"
+  fi
+}
+
+install_postgres() {
+  [ -x "$PG_BIN/pg_ctl" ] && return 0
+  log "installing PostgreSQL 15 (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+}
+
+install_tansu() {
+  [ -x "$TANSU" ] && return 0
+  log "building Tansu $TANSU_VERSION into $CACHE (about 15 minutes on 2 cores, once)"
+  mkdir -p "$CACHE"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres,libsql \
+    --root "$CACHE/tansu-$TANSU_VERSION" >"$LOGS/tansu-build.log" 2>&1 \
+    || { tail -30 "$LOGS/tansu-build.log" >&2; exit 1; }
+}
+
+pg_running() { [ -f "$(pg_dir)/data/postmaster.pid" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(pg_dir)/data" status >/dev/null 2>&1; }
+
+start_postgres() {
+  local dir; dir=$(pg_dir)
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    log "initialising PostgreSQL cluster in $dir/data"
+    mkdir -p "$dir"
+    chown postgres:postgres "$dir"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 >"$LOGS/initdb.log" 2>&1
+    cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 200
+shared_buffers = 256MB
+synchronous_commit = on
+fsync = on
+CONF
+  fi
+  if pg_running; then
+    log "PostgreSQL already running on port $PG_PORT"
+  else
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null
+  fi
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='airq'" | grep -q 1 \
+    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE airq"
+}
+
+tansu_pid() { cat "$STATE/tansu.pid" 2>/dev/null || true; }
+tansu_running() { local p; p=$(tansu_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+start_tansu() {
+  if tansu_running; then
+    log "Tansu already running on port $KAFKA_PORT"
+    return 0
+  fi
+  mkdir -p "$STATE/tansu"
+  log "starting Tansu on 127.0.0.1:$KAFKA_PORT ($KAFKA_STORAGE)"
+  (cd "$STATE/tansu" && exec nohup "$TANSU" broker \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine "$KAFKA_STORAGE" >>"$LOGS/tansu.log" 2>&1) &
+  echo $! >"$STATE/tansu.pid"
+  wait_port "$KAFKA_PORT" || { tail -20 "$LOGS/tansu.log" >&2; log "Tansu did not start"; exit 1; }
+  local existing; existing=$("$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true)
+  for t in "${TOPICS[@]}"; do
+    if ! grep -qw "$t" <<<"$existing"; then
+      "$TANSU" topic create "$t" --partitions "$PARTITIONS" --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 \
+        || log "topic $t: create failed (it may exist already)"
+    fi
+  done
+}
+
+cmd_up() {
+  install_postgres
+  install_tansu
+  start_postgres
+  start_tansu
+  cmd_status
+}
+
+cmd_down() {
+  if tansu_running; then
+    log "stopping Tansu"
+    kill "$(tansu_pid)" 2>/dev/null || true
+    for _ in $(seq 1 50); do tansu_running || break; sleep 0.1; done
+  fi
+  rm -f "$STATE/tansu.pid"
+  if pg_running; then
+    log "stopping PostgreSQL"
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(pg_dir)/data" -m fast -w stop >/dev/null
+  fi
+}
+
+cmd_status() {
+  if pg_running; then echo "postgres  up    postgres://postgres@127.0.0.1:$PG_PORT/airq  data $(pg_dir)/data"; else echo "postgres  down"; fi
+  if tansu_running; then echo "kafka     up    127.0.0.1:$KAFKA_PORT  pid $(tansu_pid)  storage $KAFKA_STORAGE"; else echo "kafka     down"; fi
+}
+
+cmd_env() {
+  echo "export AIRQ__DATABASE__URL=postgres://postgres@127.0.0.1:$PG_PORT/airq"
+  echo "export AIRQ__KAFKA__BROKERS=127.0.0.1:$KAFKA_PORT"
+  echo "export AIRQ_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "export AIRQ_TEST_BROKERS=127.0.0.1:$KAFKA_PORT"
+  echo "export AIRQ_PG_BIN=$PG_BIN"
+}
+
+case "${1:-status}" in
+  up) cmd_up ;;
+  down|stop) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac

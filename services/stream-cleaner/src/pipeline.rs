@@ -1,0 +1,62 @@
+//! The pure part of the cleaner: one message in, one outcome out.
+
+use airq_domain::ProcessedReading;
+use airq_domain::qc::Flag;
+use airq_domain::sensor::Cleaner;
+use airq_domain::validate::{Rejection, ValidationConfig, decode};
+use chrono::{DateTime, Utc};
+
+/// What becomes of one `raw_data` message.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A reading: published to `processed_data`; stored unless it is a duplicate.
+    Reading(Box<ProcessedReading>),
+    /// Not a reading: to the dead-letter topic with the reason.
+    Rejected(Rejection),
+}
+
+impl Outcome {
+    /// Whether the reading goes to PostgreSQL (a duplicate is already there).
+    pub fn stored(r: &ProcessedReading) -> bool {
+        !r.flags.contains(Flag::Duplicate)
+    }
+}
+
+/// Decodes, validates and cleans one payload as seen at `now`.
+pub fn handle(payload: Option<&[u8]>, now: DateTime<Utc>, validation: &ValidationConfig, cleaner: &mut Cleaner) -> Outcome {
+    match decode(payload.unwrap_or_default(), now, validation) {
+        Ok(reading) => Outcome::Reading(Box::new(cleaner.process(reading))),
+        Err(rejection) => Outcome::Rejected(rejection),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airq_domain::validate::RejectReason;
+
+    use super::*;
+
+    #[test]
+    fn an_empty_message_is_rejected_as_malformed() {
+        let mut c = Cleaner::default();
+        match handle(None, Utc::now(), &ValidationConfig::default(), &mut c) {
+            Outcome::Rejected(r) => assert_eq!(r.reason, RejectReason::MalformedJson),
+            Outcome::Reading(_) => panic!("an empty message is not a reading"),
+        }
+    }
+
+    #[test]
+    fn a_duplicate_is_published_but_not_stored() {
+        let mut c = Cleaner::default();
+        let json = br#"{"sensor_id":"a","timestamp":"2024-01-15T14:30:00Z","location":{"lat":1,"lon":2},"measurements":{"pm2_5":1,"pm10":2,"no2":3}}"#;
+        let now: DateTime<Utc> = "2024-01-15T15:00:00Z".parse().unwrap();
+        let v = ValidationConfig::default();
+        let (Outcome::Reading(first), Outcome::Reading(second)) =
+            (handle(Some(json), now, &v, &mut c), handle(Some(json), now, &v, &mut c))
+        else {
+            panic!("both are readings")
+        };
+        assert!(Outcome::stored(&first));
+        assert!(!Outcome::stored(&second));
+    }
+}
