@@ -6,10 +6,19 @@ use rdkafka::producer::FutureProducer;
 
 use crate::KafkaError;
 
+/// librdkafka debug contexts from `AIRQ_KAFKA_DEBUG` (e.g. `cgrp,fetch`), logged through
+/// tracing under the `rdkafka` target.
+fn with_debug(mut cfg: ClientConfig) -> ClientConfig {
+    if let Ok(contexts) = std::env::var("AIRQ_KAFKA_DEBUG") {
+        cfg.set("debug", contexts);
+    }
+    cfg
+}
+
 /// An idempotent producer: acks from all in-sync replicas, no duplicates on retry,
 /// ordering kept per partition. `linger_ms` trades latency for batching.
 pub fn producer(brokers: &str, linger_ms: u32) -> Result<FutureProducer, KafkaError> {
-    ClientConfig::new()
+    with_debug(ClientConfig::new())
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -26,14 +35,18 @@ pub fn producer(brokers: &str, linger_ms: u32) -> Result<FutureProducer, KafkaEr
 /// caller after the outputs of a message are durable (`store_offsets`), and the stored
 /// offsets are committed in the background every second and on close.
 pub fn consumer(brokers: &str, group_id: &str, topics: &[&str]) -> Result<StreamConsumer, KafkaError> {
-    let consumer: StreamConsumer = ClientConfig::new()
+    let consumer: StreamConsumer = with_debug(ClientConfig::new())
         .set("bootstrap.servers", brokers)
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "2000")
+        // Also the rebalance timeout: how long a rejoin waits for members that vanished
+        // without leaving (SIGKILL). Tansu evicts them only then, so keep it short.
+        .set("max.poll.interval.ms", "20000")
         .set("fetch.wait.max.ms", "50")
         .set("queued.min.messages", "200000")
         .set("fetch.max.bytes", "52428800")

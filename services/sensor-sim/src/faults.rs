@@ -7,7 +7,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// The kinds of fault the simulator injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     Spike,
@@ -138,7 +138,8 @@ pub fn corrupt_values(kind: FaultKind, m: &mut Measurements, rng: &mut impl Rng)
         FaultKind::Spike => {
             let p = random_pollutant(rng);
             let v = m.get(p).unwrap_or(10.0);
-            m.set(p, Some((v * rng.random_range(3.0..6.0) + rng.random_range(160.0..260.0)).round()));
+            // Above every pollutant's default spike threshold (PM10: 300 ug/m3).
+            m.set(p, Some((v * rng.random_range(2.0..4.0) + rng.random_range(320.0..450.0)).round()));
             Some(p)
         }
         FaultKind::OutOfRange => {
@@ -251,7 +252,7 @@ mod tests {
         let mut m = Measurements { pm2_5: Some(10.0), pm10: Some(20.0), no2: Some(30.0) };
         let before = m;
         let p = corrupt_values(FaultKind::Spike, &mut m, &mut rng).unwrap();
-        assert!(m.get(p).unwrap() - before.get(p).unwrap() > 150.0);
+        assert!(m.get(p).unwrap() - before.get(p).unwrap() > 300.0);
     }
 
     #[test]

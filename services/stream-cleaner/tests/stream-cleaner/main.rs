@@ -1,1 +1,218 @@
-fn main() {}
+//! Integration tests of stream-cleaner on the real broker and real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use airq_domain::ProcessedReading;
+use airq_domain::qc::Flag;
+use helpers::*;
+use sensor_sim::faults::{FaultKind, FaultRates};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn spawn_cleaner(settings: stream_cleaner::config::Settings) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(stream_cleaner::startup::run(settings, token.clone()));
+    (token, handle)
+}
+
+fn valid_keys(msgs: &[sensor_sim::sim::Outgoing]) -> (usize, BTreeSet<(String, String)>) {
+    let keys: Vec<_> = msgs.iter().filter_map(|m| oracle_key(&m.payload)).collect();
+    (keys.len(), keys.into_iter().collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered() {
+    let (msgs, truth) = simulate(20, 300, scaled_faults(10.0), 7);
+    let (valid_count, valid) = valid_keys(&msgs);
+    let invalid = msgs.len() - valid_count;
+    let kinds: BTreeSet<FaultKind> = truth.iter().map(|t| t.kind).collect();
+    assert!(kinds.len() >= 10, "the stream exercises most fault kinds: {kinds:?}");
+    assert!(invalid > 0);
+
+    let db = test_database().await;
+    let topics = unique_topics();
+    produce(&topics.raw, &msgs).await;
+    let (stop, cleaner) = spawn_cleaner(settings(&db, &topics));
+    let pool = PgPool::connect(&db).await.unwrap();
+
+    wait_for_rows(&pool, valid.len() as i64, LONG).await;
+    let dead = read_topic(&topics.dead_letter, invalid, Duration::from_secs(2), LONG).await;
+    let processed = read_topic(&topics.processed, valid_count, Duration::from_secs(2), LONG).await;
+    stop.cancel();
+    cleaner.await.unwrap().unwrap();
+
+    // PostgreSQL: every valid reading exactly once, nothing else.
+    let stored: BTreeSet<_> = stored_keys(&pool).await.into_iter().collect();
+    assert_eq!(count_rows(&pool).await as usize, valid.len());
+    assert_eq!(stored, valid);
+
+    // Dead-letter topic: every invalid message, unchanged, with where it came from and why.
+    assert_eq!(dead.len(), invalid);
+    let by_reason = |r: &str| dead.iter().filter(|d| d.headers["airq.reason"] == r).count();
+    let injected = |k: FaultKind| truth.iter().filter(|t| t.kind == k).count();
+    assert_eq!(by_reason("malformed_json"), injected(FaultKind::MalformedJson));
+    assert_eq!(by_reason("missing_field"), injected(FaultKind::MissingField));
+    for d in &dead {
+        assert_eq!(d.headers["airq.source.topic"], topics.raw);
+        assert!(d.headers["airq.source.offset"].parse::<i64>().is_ok());
+        assert!(!d.headers["airq.detail"].is_empty());
+        assert!(msgs.iter().any(|m| m.payload == d.payload), "payload kept byte for byte");
+    }
+
+    // processed_data: one enriched message per valid message, duplicates included and flagged.
+    assert_eq!(processed.len(), valid_count);
+    let readings: Vec<ProcessedReading> = processed.iter().map(|p| serde_json::from_slice(&p.payload).unwrap()).collect();
+    let published: BTreeSet<_> = readings.iter().map(|r| (r.sensor_id.clone(), r.timestamp.to_rfc3339())).collect();
+    assert_eq!(published, valid);
+    assert_eq!(readings.iter().filter(|r| r.flags.contains(Flag::Duplicate)).count(), injected(FaultKind::Duplicate));
+    assert_eq!(readings.iter().filter(|r| r.flags.contains(Flag::Late)).count(), out_of_order(&msgs));
+
+    // Value faults carry their flag in PostgreSQL.
+    let flags_at = |sensor: &str, ts: chrono::DateTime<chrono::Utc>| {
+        let pool = pool.clone();
+        let sensor = sensor.to_owned();
+        async move {
+            sqlx::query_scalar::<_, i32>("SELECT flags FROM readings WHERE sensor_id = $1 AND ts = $2")
+                .bind(&sensor)
+                .bind(ts)
+                .fetch_optional(&pool)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("no row for {sensor} at {ts}"))
+        }
+    };
+    let expected_flag: HashMap<FaultKind, Flag> = [
+        (FaultKind::Negative, Flag::Negative),
+        (FaultKind::OutOfRange, Flag::OutOfRange),
+        (FaultKind::Pm25AbovePm10, Flag::Pm25AbovePm10),
+        (FaultKind::Spike, Flag::Spike),
+    ]
+    .into();
+    for t in truth.iter().filter(|t| expected_flag.contains_key(&t.kind)) {
+        let flags = flags_at(&t.sensor_id, t.start).await;
+        assert_ne!(flags & expected_flag[&t.kind] as i32, 0, "{t:?} flagged");
+    }
+    let last_tick: chrono::DateTime<chrono::Utc> = "2025-06-01T04:59:00Z".parse().unwrap();
+    let stuck = truth.iter().filter(|t| t.kind == FaultKind::Stuck && t.end > t.start + chrono::Duration::minutes(2));
+    for t in stuck.filter(|t| t.start + chrono::Duration::minutes(2) <= last_tick) {
+        let flags = flags_at(&t.sensor_id, t.start + chrono::Duration::minutes(2)).await;
+        assert_ne!(flags & Flag::Flatline as i32, 0, "{t:?} flagged as flatline from its third reading");
+    }
+}
+
+/// Oracle for late data: valid readings that arrive after a newer one of the same sensor.
+/// (An injected delay is not always out of order: the sensor may have been silent since.)
+fn out_of_order(msgs: &[sensor_sim::sim::Outgoing]) -> usize {
+    let mut newest: HashMap<String, String> = HashMap::new();
+    let mut seen = BTreeSet::new();
+    let mut late = 0;
+    for (sensor, ts) in msgs.iter().filter_map(|m| oracle_key(&m.payload)) {
+        if !seen.insert((sensor.clone(), ts.clone())) {
+            continue; // a duplicate, not a late reading
+        }
+        match newest.get(&sensor) {
+            Some(n) if *n > ts => late += 1,
+            _ => {
+                newest.insert(sensor, ts);
+            }
+        }
+    }
+    late
+}
+
+fn start_subprocess(env: &[(String, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_stream-cleaner"))
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start stream-cleaner")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
+    let (msgs, _) = simulate(20, 1500, FaultRates::none(), 11);
+    let (valid_count, valid) = valid_keys(&msgs);
+    let db = test_database().await;
+    let topics = unique_topics();
+    let s = settings(&db, &topics);
+    let env = settings_env(&s, &db);
+    produce(&topics.raw, &msgs).await;
+    let pool = PgPool::connect(&db).await.unwrap();
+
+    // SIGTERM first (graceful), then SIGKILL (no chance to commit), then run to the end.
+    let first = start_subprocess(&env);
+    let seen = wait_for_rows(&pool, 5_000, LONG).await;
+    assert!(seen >= 5_000, "cleaner made progress before the stop ({seen})");
+    let ok = Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+    let status = tokio::task::spawn_blocking(move || {
+        let mut first = first;
+        first.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+
+    let mut second = start_subprocess(&env);
+    let seen = wait_for_rows(&pool, 15_000, LONG).await;
+    assert!(seen >= 15_000 && (seen as usize) < valid.len(), "killed mid-stream ({seen})");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    // Tansu evicts a member that vanished only once its session (6 s) has expired; a
+    // member that rejoins before that is stuck without partitions (see docs/tansu.md).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let mut third = start_subprocess(&env);
+    let rows = wait_for_rows(&pool, valid.len() as i64, LONG).await;
+    let processed = read_topic(&topics.processed, valid_count, Duration::from_secs(2), LONG).await;
+    third.kill().unwrap();
+    third.wait().unwrap();
+
+    assert_eq!(rows as usize, valid.len());
+    let stored: BTreeSet<_> = stored_keys(&pool).await.into_iter().collect();
+    assert_eq!(stored, valid, "every reading stored exactly once");
+    let published: BTreeSet<_> = processed
+        .iter()
+        .map(|p| serde_json::from_slice::<ProcessedReading>(&p.payload).unwrap())
+        .map(|r| (r.sensor_id, r.timestamp.to_rfc3339()))
+        .collect();
+    assert_eq!(published, valid, "processed_data complete (redelivery may repeat, never lose)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_stops_progress_and_loses_nothing() {
+    let pg = PrivatePg::start();
+    let db = create_database(&pg.admin_url()).await;
+    let (msgs, _) = simulate(20, 600, FaultRates::none(), 13);
+    let (_, valid) = valid_keys(&msgs);
+    let half = msgs.len() / 2;
+    let topics = unique_topics();
+    produce(&topics.raw, &msgs[..half]).await;
+    let (stop, cleaner) = spawn_cleaner(settings(&db, &topics));
+    let pool = PgPool::connect(&db).await.unwrap();
+    let seen = wait_for_rows(&pool, 2_000, LONG).await;
+    assert!(seen >= 2_000);
+    pool.close().await;
+
+    pg.stop();
+    produce(&topics.raw, &msgs[half..]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!cleaner.is_finished(), "the cleaner waits for the database, it does not crash");
+    pg.start_again();
+
+    let pool = PgPool::connect(&db).await.unwrap();
+    let rows = wait_for_rows(&pool, valid.len() as i64, LONG).await;
+    stop.cancel();
+    cleaner.await.unwrap().unwrap();
+    assert_eq!(rows as usize, valid.len());
+    let stored: BTreeSet<_> = stored_keys(&pool).await.into_iter().collect();
+    assert_eq!(stored, valid);
+}

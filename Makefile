@@ -1,0 +1,45 @@
+# airq: the two commands that matter are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+STATE ?= .stack
+BEIJING_DIR ?= ../shared/data/beijing_prsa
+ENV = eval "$$(scripts/stack.sh env)"
+
+help:
+	@echo "make run      start the stack (PostgreSQL, Kafka) and the services, simulator streaming"
+	@echo "make test     start the stack and run every test"
+	@echo "make stop     stop services and stack     make status   what runs"
+	@echo "make replay   replay the Beijing data set into the running platform"
+	@echo "make bench    the end-to-end replay benchmark (docs/benchmarks.md)"
+
+stack:
+	scripts/stack.sh up
+
+build:
+	cargo build --release --workspace --bins
+
+run: stack build
+	@$(ENV) && target/release/stream-cleaner migrate
+	@scripts/services.sh start
+	@scripts/stack.sh status
+	@scripts/services.sh status
+	@echo "readings so far: psql postgres://postgres@127.0.0.1:$${AIRQ_PG_PORT:-55432}/airq -c 'select count(*) from readings'"
+
+test: stack
+	@$(ENV) && if command -v cargo-nextest >/dev/null; then cargo nextest run --workspace --no-fail-fast; else cargo test --workspace --no-fail-fast; fi
+
+replay: build
+	@$(ENV) && target/release/sensor-sim replay --data-dir $(BEIJING_DIR) --speedup 0
+
+bench: stack build
+	bench/replay.sh
+
+stop:
+	-@scripts/services.sh stop
+	scripts/stack.sh down
+
+status:
+	@scripts/stack.sh status
+	@scripts/services.sh status
+
+.PHONY: help stack build run test replay bench stop status

@@ -1,0 +1,278 @@
+//! Real servers for the integration tests: a database per test on the stack's PostgreSQL
+//! (or a private cluster the test may stop), topics and consumer groups per test on the
+//! stack's broker, and the simulator as the source of faulty streams.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use airq_kafka::Topics;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use secrecy::SecretString;
+use sensor_sim::faults::{FaultRates, GroundTruth};
+use sensor_sim::sim::{FleetSpec, Outgoing, Simulator};
+use sqlx::PgPool;
+use stream_cleaner::config::Settings;
+
+pub fn brokers() -> String {
+    std::env::var("AIRQ_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+fn admin_url() -> String {
+    std::env::var("AIRQ_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Topics of this test only.
+pub fn unique_topics() -> Topics {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    Topics {
+        raw: format!("raw_{id}"),
+        processed: format!("processed_{id}"),
+        anomalies: format!("anomalies_{id}"),
+        dead_letter: format!("dlq_{id}"),
+    }
+}
+
+/// A fresh database on the server at `admin` (a URL to its `postgres` database).
+pub async fn create_database(admin: &str) -> String {
+    let name = unique("airq_test");
+    let pool = PgPool::connect(admin).await.expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create database");
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("URL with a database");
+    format!("{base}/{name}")
+}
+
+pub async fn test_database() -> String {
+    create_database(&admin_url()).await
+}
+
+/// Settings for a cleaner on this test's database, topics and group.
+pub fn settings(db_url: &str, topics: &Topics) -> Settings {
+    let mut s = Settings::load().expect("default settings");
+    s.database.url = SecretString::from(db_url.to_owned());
+    s.kafka.brokers = brokers();
+    s.kafka.topics = topics.clone();
+    s.kafka.partitions = 3;
+    s.cleaner.group_id = unique("cleaner");
+    s.cleaner.batch_size = 1000;
+    s
+}
+
+/// The same settings as environment variables, for a cleaner subprocess.
+pub fn settings_env(s: &Settings, db_url: &str) -> Vec<(String, String)> {
+    let t = &s.kafka.topics;
+    [
+        ("AIRQ__DATABASE__URL", db_url),
+        ("AIRQ__KAFKA__BROKERS", &s.kafka.brokers),
+        ("AIRQ__KAFKA__TOPICS__RAW", &t.raw),
+        ("AIRQ__KAFKA__TOPICS__PROCESSED", &t.processed),
+        ("AIRQ__KAFKA__TOPICS__ANOMALIES", &t.anomalies),
+        ("AIRQ__KAFKA__TOPICS__DEAD_LETTER", &t.dead_letter),
+        ("AIRQ__KAFKA__PARTITIONS", &s.kafka.partitions.to_string()),
+        ("AIRQ__CLEANER__GROUP_ID", &s.cleaner.group_id),
+        ("AIRQ__CLEANER__BATCH_SIZE", &s.cleaner.batch_size.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// A simulated stream: `sensors` x `ticks` readings from 2025-06-01, one a minute.
+pub fn simulate(sensors: usize, ticks: u64, faults: FaultRates, seed: u64) -> (Vec<Outgoing>, Vec<GroundTruth>) {
+    let mut sim = Simulator::new(FleetSpec {
+        sensors,
+        center: airq_domain::Location { lat: 48.8566, lon: 2.3522 },
+        start: "2025-06-01T00:00:00Z".parse().expect("valid time"),
+        interval: chrono::Duration::minutes(1),
+        seed,
+        faults,
+    });
+    let (mut msgs, mut truth) = (Vec::new(), Vec::new());
+    for _ in 0..ticks {
+        let t = sim.tick();
+        msgs.extend(t.messages);
+        truth.extend(t.truth);
+    }
+    msgs.extend(sim.flush_held());
+    (msgs, truth)
+}
+
+/// Every default fault rate times `factor`.
+pub fn scaled_faults(factor: f64) -> FaultRates {
+    let d = sensor_sim::config::Settings::load().expect("sim defaults").faults;
+    FaultRates {
+        spike: d.spike * factor,
+        stuck: d.stuck * factor,
+        drift: d.drift * factor,
+        dropout: d.dropout * factor,
+        out_of_range: d.out_of_range * factor,
+        negative: d.negative * factor,
+        pm25_above_pm10: d.pm25_above_pm10 * factor,
+        malformed_json: d.malformed_json * factor,
+        missing_field: d.missing_field * factor,
+        duplicate: d.duplicate * factor,
+        late: d.late * factor,
+    }
+}
+
+/// The test's own oracle, independent of the cleaner's decoder: a message is a reading
+/// if it is a JSON object with the four required fields. Returns its (sensor_id, timestamp).
+pub fn oracle_key(payload: &[u8]) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let o = v.as_object()?;
+    if !["sensor_id", "timestamp", "location", "measurements"].iter().all(|k| o.contains_key(*k)) {
+        return None;
+    }
+    let ts: chrono::DateTime<chrono::Utc> = o["timestamp"].as_str()?.parse().ok()?;
+    Some((o["sensor_id"].as_str()?.to_owned(), ts.to_rfc3339()))
+}
+
+pub async fn produce(topic: &str, msgs: &[Outgoing]) {
+    airq_kafka::admin::ensure_topics(&brokers(), &[topic], 3).await.expect("create topic");
+    let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
+    let mut out = sensor_sim::publish::Publisher::new(producer, topic.to_owned());
+    for m in msgs {
+        out.send(&m.key, &m.payload).await.expect("send");
+    }
+    out.flush().await.expect("flush");
+}
+
+/// A message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads `topic` from the beginning until `expected` messages came and then `settle`
+/// passed with nothing new (to catch extras), or `timeout`.
+pub async fn read_topic(topic: &str, expected: usize, settle: Duration, timeout: Duration) -> Vec<Received> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while start.elapsed() < timeout {
+        if out.len() >= expected && last.elapsed() >= settle {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Received { payload: m.payload().unwrap_or_default().to_vec(), headers });
+                last = Instant::now();
+            }
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+pub async fn count_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM readings").fetch_one(pool).await.unwrap_or(-1)
+}
+
+/// Waits until the readings table holds `n` rows.
+pub async fn wait_for_rows(pool: &PgPool, n: i64, timeout: Duration) -> i64 {
+    let start = Instant::now();
+    loop {
+        let c = count_rows(pool).await;
+        if c >= n || start.elapsed() > timeout {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn stored_keys(pool: &PgPool) -> Vec<(String, String)> {
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT sensor_id, ts FROM readings ORDER BY 1, 2").fetch_all(pool).await.expect("select");
+    rows.into_iter().map(|(s, t)| (s, t.to_rfc3339())).collect()
+}
+
+/// A private PostgreSQL cluster that a test can stop and start.
+pub struct PrivatePg {
+    dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl PrivatePg {
+    pub fn start() -> Self {
+        let bin = PathBuf::from(std::env::var("AIRQ_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()));
+        let dir = std::env::temp_dir().join(unique("airq_pg"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let ok = Command::new("chown").arg("postgres:postgres").arg(&dir).status().expect("chown").success();
+        assert!(ok, "chown postgres {}", dir.display());
+        let port = free_port();
+        let pg = Self { dir, port, bin };
+        pg.as_postgres(&["initdb", "-D", "data", "-A", "trust", "-U", "postgres"]);
+        pg.start_again();
+        pg
+    }
+
+    fn as_postgres(&self, args: &[&str]) {
+        let prog = self.bin.join(args[0]);
+        let status = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(prog)
+            .args(&args[1..])
+            .current_dir(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("runuser");
+        assert!(status.success(), "{args:?} failed");
+    }
+
+    pub fn start_again(&self) {
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
+        self.as_postgres(&["pg_ctl", "-D", "data", "-l", "log", "-o", &opts, "-w", "start"]);
+    }
+
+    pub fn stop(&self) {
+        self.as_postgres(&["pg_ctl", "-D", "data", "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", "data", "-m", "immediate", "stop"])
+            .current_dir(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
