@@ -32,6 +32,7 @@ replay: build
 	@$(ENV) && target/release/sensor-sim replay --data-dir $(BEIJING_DIR) --speedup 0
 
 bench: stack build
+	cargo build --release -p airq-kafka --example consume_rate
 	bench/replay.sh
 
 stop:

@@ -95,7 +95,9 @@ pub fn sub_index(p: Pollutant, ugm3: f64) -> Option<u16> {
     };
     let bp = table.iter().find(|(_, hi, _, _)| c <= *hi);
     let aqi = match bp {
-        Some(&(c_lo, c_hi, i_lo, i_hi)) => ((i_hi - i_lo) / (c_hi - c_lo) * (c - c_lo) + i_lo).round(),
+        Some(&(c_lo, c_hi, i_lo, i_hi)) => {
+            ((i_hi - i_lo) / (c_hi - c_lo) * (c - c_lo) + i_lo).round()
+        }
         None => 500.0,
     };
     Some(aqi as u16)
@@ -119,7 +121,11 @@ pub fn us_aqi(concentrations: &Measurements) -> Option<UsAqi> {
             Some((_, b)) if b >= i => best,
             _ => Some((p, i)),
         })
-        .map(|(dominant, aqi)| UsAqi { aqi, category: AqiCategory::from_aqi(aqi), dominant })
+        .map(|(dominant, aqi)| UsAqi {
+            aqi,
+            category: AqiCategory::from_aqi(aqi),
+            dominant,
+        })
 }
 
 /// European Air Quality Index band (EEA, 2024 revision).
@@ -170,13 +176,19 @@ pub fn eaqi_band_of(p: Pollutant, ugm3: f64) -> Option<EaqiBand> {
     if !(ugm3 >= 0.0) {
         return None;
     }
-    let idx = eaqi_upper_bounds(p).iter().position(|&hi| ugm3 <= hi).unwrap_or(5);
+    let idx = eaqi_upper_bounds(p)
+        .iter()
+        .position(|&hi| ugm3 <= hi)
+        .unwrap_or(5);
     Some(EaqiBand::ORDER[idx])
 }
 
 /// The EAQI band of a set of concentrations: the worst band of any pollutant.
 pub fn eaqi_band(concentrations: &Measurements) -> Option<EaqiBand> {
-    Pollutant::ALL.iter().filter_map(|&p| eaqi_band_of(p, concentrations.get(p)?)).max()
+    Pollutant::ALL
+        .iter()
+        .filter_map(|&p| eaqi_band_of(p, concentrations.get(p)?))
+        .max()
 }
 
 #[cfg(test)]
@@ -230,10 +242,25 @@ mod tests {
 
     #[test]
     fn overall_aqi_is_the_worst_pollutant() {
-        let m = Measurements { pm2_5: Some(35.9), pm10: Some(20.0), no2: Some(40.0) };
+        let m = Measurements {
+            pm2_5: Some(35.9),
+            pm10: Some(20.0),
+            no2: Some(40.0),
+        };
         let a = us_aqi(&m).unwrap();
-        assert_eq!((a.aqi, a.dominant, a.category), (102, Pollutant::Pm25, AqiCategory::UnhealthyForSensitiveGroups));
-        let m = Measurements { pm2_5: Some(5.0), pm10: Some(160.0), no2: None };
+        assert_eq!(
+            (a.aqi, a.dominant, a.category),
+            (
+                102,
+                Pollutant::Pm25,
+                AqiCategory::UnhealthyForSensitiveGroups
+            )
+        );
+        let m = Measurements {
+            pm2_5: Some(5.0),
+            pm10: Some(160.0),
+            no2: None,
+        };
         assert_eq!(us_aqi(&m).unwrap().dominant, Pollutant::Pm10);
         assert_eq!(us_aqi(&Measurements::default()), None);
     }
@@ -242,9 +269,19 @@ mod tests {
     fn eaqi_bands_follow_the_2024_thresholds() {
         assert_eq!(eaqi_band_of(Pollutant::Pm25, 5.0), Some(EaqiBand::Good));
         assert_eq!(eaqi_band_of(Pollutant::Pm25, 5.1), Some(EaqiBand::Fair));
-        assert_eq!(eaqi_band_of(Pollutant::Pm10, 100.0), Some(EaqiBand::Moderate));
-        assert_eq!(eaqi_band_of(Pollutant::No2, 151.0), Some(EaqiBand::ExtremelyPoor));
-        let m = Measurements { pm2_5: Some(3.0), pm10: Some(10.0), no2: Some(70.0) };
+        assert_eq!(
+            eaqi_band_of(Pollutant::Pm10, 100.0),
+            Some(EaqiBand::Moderate)
+        );
+        assert_eq!(
+            eaqi_band_of(Pollutant::No2, 151.0),
+            Some(EaqiBand::ExtremelyPoor)
+        );
+        let m = Measurements {
+            pm2_5: Some(3.0),
+            pm10: Some(10.0),
+            no2: Some(70.0),
+        };
         assert_eq!(eaqi_band(&m), Some(EaqiBand::Poor));
     }
 }

@@ -12,8 +12,15 @@ pub fn nowcast_pm(hourly: &[Option<f64>]) -> Option<f64> {
     if recent_valid < 2 {
         return None;
     }
-    let present = || hours.iter().enumerate().filter_map(|(i, c)| c.map(|c| (i, c)));
-    let (min, max) = present().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, c)| (lo.min(c), hi.max(c)));
+    let present = || {
+        hours
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.map(|c| (i, c)))
+    };
+    let (min, max) = present().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, c)| {
+        (lo.min(c), hi.max(c))
+    });
     let w = if max > 0.0 { (min / max).max(0.5) } else { 1.0 };
     let (num, den) = present().fold((0.0, 0.0), |(n, d), (i, c)| {
         let wi = w.powi(i as i32);

@@ -121,9 +121,17 @@ impl Default for QcConfig {
     fn default() -> Self {
         Self {
             // Typical ranges of optical PM counters and electrochemical NO2 cells.
-            max_ugm3: PerPollutant { pm2_5: 1000.0, pm10: 2000.0, no2: 2000.0 },
+            max_ugm3: PerPollutant {
+                pm2_5: 1000.0,
+                pm10: 2000.0,
+                no2: 2000.0,
+            },
             flatline_repeats: 3,
-            spike_delta_ugm3: PerPollutant { pm2_5: 150.0, pm10: 300.0, no2: 200.0 },
+            spike_delta_ugm3: PerPollutant {
+                pm2_5: 150.0,
+                pm10: 300.0,
+                no2: 200.0,
+            },
             spike_max_gap_secs: 3 * 3600,
             dedup_window_secs: 48 * 3600,
         }
@@ -161,13 +169,19 @@ mod tests {
 
     #[test]
     fn negative_values_are_invalid() {
-        assert_eq!(value_check(Pollutant::Pm10, -0.1, &QcConfig::default()), Some(Flag::Negative));
+        assert_eq!(
+            value_check(Pollutant::Pm10, -0.1, &QcConfig::default()),
+            Some(Flag::Negative)
+        );
     }
 
     #[test]
     fn values_above_the_instrument_range_are_invalid() {
         let cfg = QcConfig::default();
-        assert_eq!(value_check(Pollutant::Pm25, 1000.1, &cfg), Some(Flag::OutOfRange));
+        assert_eq!(
+            value_check(Pollutant::Pm25, 1000.1, &cfg),
+            Some(Flag::OutOfRange)
+        );
         assert_eq!(value_check(Pollutant::Pm25, 1000.0, &cfg), None);
         assert_eq!(value_check(Pollutant::No2, 0.0, &cfg), None);
     }

@@ -109,8 +109,15 @@ mod tests {
         let r = Reading {
             sensor_id: "CAP_001".into(),
             timestamp: "2024-01-15T14:30:00Z".parse().unwrap(),
-            location: Location { lat: 48.8566, lon: 2.3522 },
-            measurements: Measurements { pm2_5: Some(12.5), pm10: Some(25.3), no2: Some(40.2) },
+            location: Location {
+                lat: 48.8566,
+                lon: 2.3522,
+            },
+            measurements: Measurements {
+                pm2_5: Some(12.5),
+                pm10: Some(25.3),
+                no2: Some(40.2),
+            },
         };
         let json = String::from_utf8(r.to_json()).unwrap();
         assert_eq!(

@@ -55,11 +55,21 @@ impl SensorState {
     }
 
     /// Flatline and spike checks, then the value enters the rolling windows.
-    fn advance(&mut self, p: Pollutant, ts: i64, v: f64, cfg: &QcConfig, flags: &mut Vec<FlagEntry>) {
+    fn advance(
+        &mut self,
+        p: Pollutant,
+        ts: i64,
+        v: f64,
+        cfg: &QcConfig,
+        flags: &mut Vec<FlagEntry>,
+    ) {
         let i = p.index();
         if let Some((prev_ts, prev)) = self.last_valid[i] {
             if is_spike(p, prev, v, ts - prev_ts, cfg) {
-                flags.push(FlagEntry { flag: Flag::Spike, pollutant: Some(p) });
+                flags.push(FlagEntry {
+                    flag: Flag::Spike,
+                    pollutant: Some(p),
+                });
             }
         }
         let repeats = match self.repeats[i] {
@@ -68,7 +78,10 @@ impl SensorState {
         };
         self.repeats[i] = Some((v, repeats));
         if repeats >= cfg.flatline_repeats {
-            flags.push(FlagEntry { flag: Flag::Flatline, pollutant: Some(p) });
+            flags.push(FlagEntry {
+                flag: Flag::Flatline,
+                pollutant: Some(p),
+            });
         }
         self.last_valid[i] = Some((ts, v));
         self.window[i].push_back((ts, v));
@@ -76,7 +89,10 @@ impl SensorState {
 
         let hour = ts.div_euclid(HOUR);
         if self.hours.back().is_none_or(|b| b.hour < hour) {
-            self.hours.push_back(HourBucket { hour, ..HourBucket::default() });
+            self.hours.push_back(HourBucket {
+                hour,
+                ..HourBucket::default()
+            });
         }
         if let Some(bucket) = self.hours.iter_mut().rev().find(|b| b.hour == hour) {
             bucket.sum[i] += v;
@@ -111,9 +127,21 @@ impl SensorState {
                 mean_1h.set(p, Some(self.window_sum[p.index()] / n as f64));
             }
         }
-        let nowcast = NowCast { pm2_5: self.nowcast(Pollutant::Pm25), pm10: self.nowcast(Pollutant::Pm10) };
-        let aqi_inputs = Measurements { pm2_5: nowcast.pm2_5, pm10: nowcast.pm10, no2: mean_1h.no2 };
-        Metrics { mean_1h, nowcast, us_aqi: us_aqi(&aqi_inputs), eaqi: eaqi_band(&mean_1h) }
+        let nowcast = NowCast {
+            pm2_5: self.nowcast(Pollutant::Pm25),
+            pm10: self.nowcast(Pollutant::Pm10),
+        };
+        let aqi_inputs = Measurements {
+            pm2_5: nowcast.pm2_5,
+            pm10: nowcast.pm10,
+            no2: mean_1h.no2,
+        };
+        Metrics {
+            mean_1h,
+            nowcast,
+            us_aqi: us_aqi(&aqi_inputs),
+            eaqi: eaqi_band(&mean_1h),
+        }
     }
 
     fn nowcast(&self, p: Pollutant) -> Option<f64> {
@@ -140,7 +168,10 @@ pub struct Cleaner {
 
 impl Cleaner {
     pub fn new(cfg: QcConfig) -> Self {
-        Self { cfg, sensors: HashMap::new() }
+        Self {
+            cfg,
+            sensors: HashMap::new(),
+        }
     }
 
     /// Number of sensors with state.
@@ -158,10 +189,16 @@ impl Cleaner {
         let mut clean = reading.measurements;
         for p in Pollutant::ALL {
             match reading.measurements.get(p) {
-                None => details.push(FlagEntry { flag: Flag::Missing, pollutant: Some(p) }),
+                None => details.push(FlagEntry {
+                    flag: Flag::Missing,
+                    pollutant: Some(p),
+                }),
                 Some(v) => {
                     if let Some(flag) = value_check(p, v, cfg) {
-                        details.push(FlagEntry { flag, pollutant: Some(p) });
+                        details.push(FlagEntry {
+                            flag,
+                            pollutant: Some(p),
+                        });
                         clean.set(p, None);
                     }
                 }
@@ -169,14 +206,23 @@ impl Cleaner {
         }
         if let (Some(pm25), Some(pm10)) = (clean.pm2_5, clean.pm10) {
             if pm25_above_pm10(pm25, pm10) {
-                details.push(FlagEntry { flag: Flag::Pm25AbovePm10, pollutant: None });
+                details.push(FlagEntry {
+                    flag: Flag::Pm25AbovePm10,
+                    pollutant: None,
+                });
             }
         }
 
         if state.seen.contains(&ts) {
-            details.push(FlagEntry { flag: Flag::Duplicate, pollutant: None });
+            details.push(FlagEntry {
+                flag: Flag::Duplicate,
+                pollutant: None,
+            });
         } else if state.latest_ts.is_some_and(|latest| ts < latest) {
-            details.push(FlagEntry { flag: Flag::Late, pollutant: None });
+            details.push(FlagEntry {
+                flag: Flag::Late,
+                pollutant: None,
+            });
             state.remember(ts, cfg);
         } else {
             for p in Pollutant::ALL {
@@ -220,8 +266,15 @@ mod tests {
         Reading {
             sensor_id: "s1".into(),
             timestamp: t0() + Duration::minutes(minutes),
-            location: Location { lat: 48.8, lon: 2.3 },
-            measurements: Measurements { pm2_5: Some(pm2_5), pm10: Some(pm10), no2: Some(no2) },
+            location: Location {
+                lat: 48.8,
+                lon: 2.3,
+            },
+            measurements: Measurements {
+                pm2_5: Some(pm2_5),
+                pm10: Some(pm10),
+                no2: Some(no2),
+            },
         }
     }
 
@@ -272,7 +325,13 @@ mod tests {
         let d = c.process(reading(2, 10.0, 22.0, 32.0));
         assert!(!has(&a, Flag::Flatline) && !has(&b, Flag::Flatline));
         assert!(has(&d, Flag::Flatline));
-        assert_eq!(d.flag_details.iter().filter(|f| f.flag == Flag::Flatline).count(), 1);
+        assert_eq!(
+            d.flag_details
+                .iter()
+                .filter(|f| f.flag == Flag::Flatline)
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -300,7 +359,10 @@ mod tests {
         assert!(has(&late, Flag::Late));
         assert_eq!(late.metrics.mean_1h.pm2_5, Some(10.0));
         // A replay of the late one is then a duplicate.
-        assert!(has(&c.process(reading(5, 80.0, 90.0, 30.0)), Flag::Duplicate));
+        assert!(has(
+            &c.process(reading(5, 80.0, 90.0, 30.0)),
+            Flag::Duplicate
+        ));
     }
 
     #[test]

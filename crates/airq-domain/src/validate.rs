@@ -61,7 +61,10 @@ pub struct Rejection {
 }
 
 fn reject(reason: RejectReason, detail: impl Into<String>) -> Rejection {
-    Rejection { reason, detail: detail.into() }
+    Rejection {
+        reason,
+        detail: detail.into(),
+    }
 }
 
 /// Limits of what is accepted as a reading at all.
@@ -80,7 +83,10 @@ impl Default for ValidationConfig {
     fn default() -> Self {
         Self {
             max_future_skew_secs: 300,
-            earliest: Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().unwrap_or_default(),
+            earliest: Utc
+                .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
             max_sensor_id_len: 64,
         }
     }
@@ -105,7 +111,11 @@ struct WireLocation {
 }
 
 /// Decodes and validates one `raw_data` payload, as seen at `now`.
-pub fn decode(payload: &[u8], now: DateTime<Utc>, cfg: &ValidationConfig) -> Result<Reading, Rejection> {
+pub fn decode(
+    payload: &[u8],
+    now: DateTime<Utc>,
+    cfg: &ValidationConfig,
+) -> Result<Reading, Rejection> {
     let wire: Wire<'_> = serde_json::from_slice(payload).map_err(|e| {
         use serde_json::error::Category;
         let reason = match e.classify() {
@@ -115,47 +125,80 @@ pub fn decode(payload: &[u8], now: DateTime<Utc>, cfg: &ValidationConfig) -> Res
         reject(reason, e.to_string())
     })?;
 
-    let sensor_id = wire.sensor_id.ok_or_else(|| reject(RejectReason::MissingField, "sensor_id"))?;
+    let sensor_id = wire
+        .sensor_id
+        .ok_or_else(|| reject(RejectReason::MissingField, "sensor_id"))?;
     validate_sensor_id(&sensor_id, cfg)?;
-    let ts_text = wire.timestamp.ok_or_else(|| reject(RejectReason::MissingField, "timestamp"))?;
+    let ts_text = wire
+        .timestamp
+        .ok_or_else(|| reject(RejectReason::MissingField, "timestamp"))?;
     let timestamp = parse_timestamp(&ts_text, now, cfg)?;
-    let location = wire.location.ok_or_else(|| reject(RejectReason::MissingField, "location"))?;
+    let location = wire
+        .location
+        .ok_or_else(|| reject(RejectReason::MissingField, "location"))?;
     let location = validate_location(location)?;
-    let measurements = wire.measurements.ok_or_else(|| reject(RejectReason::MissingField, "measurements"))?;
+    let measurements = wire
+        .measurements
+        .ok_or_else(|| reject(RejectReason::MissingField, "measurements"))?;
     validate_measurements(&measurements)?;
 
-    Ok(Reading { sensor_id: sensor_id.into_owned(), timestamp, location, measurements })
+    Ok(Reading {
+        sensor_id: sensor_id.into_owned(),
+        timestamp,
+        location,
+        measurements,
+    })
 }
 
 fn validate_sensor_id(id: &str, cfg: &ValidationConfig) -> Result<(), Rejection> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
     if id.is_empty() || id.len() > cfg.max_sensor_id_len || !id.chars().all(ok_char) {
-        return Err(reject(RejectReason::InvalidSensorId, format!("sensor_id {id:?}")));
+        return Err(reject(
+            RejectReason::InvalidSensorId,
+            format!("sensor_id {id:?}"),
+        ));
     }
     Ok(())
 }
 
-fn parse_timestamp(text: &str, now: DateTime<Utc>, cfg: &ValidationConfig) -> Result<DateTime<Utc>, Rejection> {
+fn parse_timestamp(
+    text: &str,
+    now: DateTime<Utc>,
+    cfg: &ValidationConfig,
+) -> Result<DateTime<Utc>, Rejection> {
     let ts = DateTime::parse_from_rfc3339(text)
         .map_err(|e| reject(RejectReason::InvalidTimestamp, format!("{text:?}: {e}")))?
         .with_timezone(&Utc);
     if ts > now + Duration::seconds(cfg.max_future_skew_secs) {
-        return Err(reject(RejectReason::TimestampInFuture, format!("{text} is after {now}")));
+        return Err(reject(
+            RejectReason::TimestampInFuture,
+            format!("{text} is after {now}"),
+        ));
     }
     if ts < cfg.earliest {
-        return Err(reject(RejectReason::TimestampTooOld, format!("{text} is before {}", cfg.earliest)));
+        return Err(reject(
+            RejectReason::TimestampTooOld,
+            format!("{text} is before {}", cfg.earliest),
+        ));
     }
     Ok(ts)
 }
 
 fn validate_location(loc: WireLocation) -> Result<Location, Rejection> {
-    let lat = loc.lat.ok_or_else(|| reject(RejectReason::MissingField, "location.lat"))?;
-    let lon = loc.lon.ok_or_else(|| reject(RejectReason::MissingField, "location.lon"))?;
+    let lat = loc
+        .lat
+        .ok_or_else(|| reject(RejectReason::MissingField, "location.lat"))?;
+    let lon = loc
+        .lon
+        .ok_or_else(|| reject(RejectReason::MissingField, "location.lon"))?;
     if !lat.is_finite() || !lon.is_finite() {
         return Err(reject(RejectReason::NonFiniteValue, "location"));
     }
     if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-        return Err(reject(RejectReason::InvalidLocation, format!("lat {lat}, lon {lon}")));
+        return Err(reject(
+            RejectReason::InvalidLocation,
+            format!("lat {lat}, lon {lon}"),
+        ));
     }
     Ok(Location { lat, lon })
 }
@@ -166,7 +209,10 @@ fn validate_measurements(m: &Measurements) -> Result<(), Rejection> {
         return Err(reject(RejectReason::NonFiniteValue, "measurements"));
     }
     if values.iter().all(Option::is_none) {
-        return Err(reject(RejectReason::NoMeasurements, "pm2_5, pm10 and no2 are all missing"));
+        return Err(reject(
+            RejectReason::NoMeasurements,
+            "pm2_5, pm10 and no2 are all missing",
+        ));
     }
     Ok(())
 }
@@ -182,7 +228,9 @@ mod tests {
     }
 
     fn reason(json: &str) -> RejectReason {
-        decode(json.as_bytes(), now(), &ValidationConfig::default()).unwrap_err().reason
+        decode(json.as_bytes(), now(), &ValidationConfig::default())
+            .unwrap_err()
+            .reason
     }
 
     #[test]
@@ -194,10 +242,15 @@ mod tests {
 
     #[test]
     fn accepts_null_pollutants_and_other_offsets() {
-        let json = GOOD.replace("\"no2\":40.2", "\"no2\":null").replace("14:30:00Z", "22:30:00+08:00");
+        let json = GOOD
+            .replace("\"no2\":40.2", "\"no2\":null")
+            .replace("14:30:00Z", "22:30:00+08:00");
         let r = decode(json.as_bytes(), now(), &ValidationConfig::default()).unwrap();
         assert_eq!(r.measurements.no2, None);
-        assert_eq!(r.timestamp, "2024-01-15T14:30:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            r.timestamp,
+            "2024-01-15T14:30:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]
@@ -214,47 +267,90 @@ mod tests {
 
     #[test]
     fn rejects_missing_fields() {
-        assert_eq!(reason(&GOOD.replace("\"sensor_id\":\"CAP_001\",", "")), RejectReason::MissingField);
-        assert_eq!(reason(&GOOD.replace("\"timestamp\":\"2024-01-15T14:30:00Z\",", "")), RejectReason::MissingField);
-        assert_eq!(reason(&GOOD.replace("\"lat\":48.8566,", "")), RejectReason::MissingField);
-        let no_meas = r#"{"sensor_id":"a","timestamp":"2024-01-15T14:30:00Z","location":{"lat":1,"lon":2}}"#;
+        assert_eq!(
+            reason(&GOOD.replace("\"sensor_id\":\"CAP_001\",", "")),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(&GOOD.replace("\"timestamp\":\"2024-01-15T14:30:00Z\",", "")),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(&GOOD.replace("\"lat\":48.8566,", "")),
+            RejectReason::MissingField
+        );
+        let no_meas =
+            r#"{"sensor_id":"a","timestamp":"2024-01-15T14:30:00Z","location":{"lat":1,"lon":2}}"#;
         assert_eq!(reason(no_meas), RejectReason::MissingField);
     }
 
     #[test]
     fn rejects_wrong_types() {
-        assert_eq!(reason(&GOOD.replace("12.5", "\"12.5\"")), RejectReason::InvalidType);
-        assert_eq!(reason(&GOOD.replace("\"CAP_001\"", "42")), RejectReason::InvalidType);
+        assert_eq!(
+            reason(&GOOD.replace("12.5", "\"12.5\"")),
+            RejectReason::InvalidType
+        );
+        assert_eq!(
+            reason(&GOOD.replace("\"CAP_001\"", "42")),
+            RejectReason::InvalidType
+        );
     }
 
     #[test]
     fn rejects_bad_sensor_ids() {
-        assert_eq!(reason(&GOOD.replace("CAP_001", "")), RejectReason::InvalidSensorId);
-        assert_eq!(reason(&GOOD.replace("CAP_001", "bad id")), RejectReason::InvalidSensorId);
+        assert_eq!(
+            reason(&GOOD.replace("CAP_001", "")),
+            RejectReason::InvalidSensorId
+        );
+        assert_eq!(
+            reason(&GOOD.replace("CAP_001", "bad id")),
+            RejectReason::InvalidSensorId
+        );
     }
 
     #[test]
     fn rejects_out_of_range_coordinates() {
-        assert_eq!(reason(&GOOD.replace("48.8566", "91.0")), RejectReason::InvalidLocation);
+        assert_eq!(
+            reason(&GOOD.replace("48.8566", "91.0")),
+            RejectReason::InvalidLocation
+        );
     }
 
     #[test]
     fn rejects_non_finite_numbers() {
         // JSON has no NaN or infinity: serde_json refuses an overflowing literal while parsing.
-        assert_eq!(reason(&GOOD.replace("12.5", "1e999")), RejectReason::MalformedJson);
-        assert_eq!(reason(&GOOD.replace("12.5", "NaN")), RejectReason::MalformedJson);
+        assert_eq!(
+            reason(&GOOD.replace("12.5", "1e999")),
+            RejectReason::MalformedJson
+        );
+        assert_eq!(
+            reason(&GOOD.replace("12.5", "NaN")),
+            RejectReason::MalformedJson
+        );
     }
 
     #[test]
     fn rejects_insane_timestamps() {
-        assert_eq!(reason(&GOOD.replace("2024-01-15T14:30:00Z", "yesterday")), RejectReason::InvalidTimestamp);
-        assert_eq!(reason(&GOOD.replace("2024-01-15T14:30:00Z", "2024-01-15T16:00:00Z")), RejectReason::TimestampInFuture);
-        assert_eq!(reason(&GOOD.replace("2024-01-15T14:30:00Z", "1999-12-31T23:00:00Z")), RejectReason::TimestampTooOld);
+        assert_eq!(
+            reason(&GOOD.replace("2024-01-15T14:30:00Z", "yesterday")),
+            RejectReason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(&GOOD.replace("2024-01-15T14:30:00Z", "2024-01-15T16:00:00Z")),
+            RejectReason::TimestampInFuture
+        );
+        assert_eq!(
+            reason(&GOOD.replace("2024-01-15T14:30:00Z", "1999-12-31T23:00:00Z")),
+            RejectReason::TimestampTooOld
+        );
     }
 
     #[test]
     fn rejects_a_reading_without_any_value() {
-        let json = GOOD.replace("12.5", "null").replace("25.3", "null").replace("40.2", "null");
+        let json = GOOD
+            .replace("12.5", "null")
+            .replace("25.3", "null")
+            .replace("40.2", "null");
         assert_eq!(reason(&json), RejectReason::NoMeasurements);
     }
 }

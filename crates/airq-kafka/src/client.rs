@@ -34,7 +34,11 @@ pub fn producer(brokers: &str, linger_ms: u32) -> Result<FutureProducer, KafkaEr
 /// A consumer in `group_id` for at-least-once processing: offsets are stored by the
 /// caller after the outputs of a message are durable (`store_offsets`), and the stored
 /// offsets are committed in the background every second and on close.
-pub fn consumer(brokers: &str, group_id: &str, topics: &[&str]) -> Result<StreamConsumer, KafkaError> {
+pub fn consumer(
+    brokers: &str,
+    group_id: &str,
+    topics: &[&str],
+) -> Result<StreamConsumer, KafkaError> {
     let consumer: StreamConsumer = with_debug(ClientConfig::new())
         .set("bootstrap.servers", brokers)
         .set("group.id", group_id)

@@ -23,12 +23,30 @@ pub fn headers(source: &Provenance<'_>, service: &str, reason: &str, detail: &st
     let partition = source.partition.to_string();
     let offset = source.offset.to_string();
     OwnedHeaders::new_with_capacity(6)
-        .insert(Header { key: HEADER_SOURCE_TOPIC, value: Some(source.topic) })
-        .insert(Header { key: HEADER_SOURCE_PARTITION, value: Some(&partition) })
-        .insert(Header { key: HEADER_SOURCE_OFFSET, value: Some(&offset) })
-        .insert(Header { key: HEADER_REASON, value: Some(reason) })
-        .insert(Header { key: HEADER_DETAIL, value: Some(detail) })
-        .insert(Header { key: HEADER_SERVICE, value: Some(service) })
+        .insert(Header {
+            key: HEADER_SOURCE_TOPIC,
+            value: Some(source.topic),
+        })
+        .insert(Header {
+            key: HEADER_SOURCE_PARTITION,
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: HEADER_SOURCE_OFFSET,
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: HEADER_REASON,
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: HEADER_DETAIL,
+            value: Some(detail),
+        })
+        .insert(Header {
+            key: HEADER_SERVICE,
+            value: Some(service),
+        })
 }
 
 #[cfg(test)]
@@ -39,9 +57,21 @@ mod tests {
 
     #[test]
     fn carries_source_and_reason() {
-        let h = headers(&Provenance { topic: "raw_data", partition: 2, offset: 41 }, "stream-cleaner", "missing_field", "timestamp");
+        let h = headers(
+            &Provenance {
+                topic: "raw_data",
+                partition: 2,
+                offset: 41,
+            },
+            "stream-cleaner",
+            "missing_field",
+            "timestamp",
+        );
         let get = |k: &str| {
-            h.iter().find(|x| x.key == k).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned())
+            h.iter()
+                .find(|x| x.key == k)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         assert_eq!(get(HEADER_SOURCE_PARTITION).as_deref(), Some("2"));
         assert_eq!(get(HEADER_SOURCE_OFFSET).as_deref(), Some("41"));

@@ -12,7 +12,10 @@ pub struct OffsetTracker {
 
 impl OffsetTracker {
     pub fn observe(&mut self, topic: &str, partition: i32, offset: i64) {
-        let entry = self.highest.entry((topic.to_owned(), partition)).or_insert(offset);
+        let entry = self
+            .highest
+            .entry((topic.to_owned(), partition))
+            .or_insert(offset);
         *entry = (*entry).max(offset);
     }
 
@@ -46,8 +49,14 @@ mod tests {
         t.observe("raw", 0, 3);
         t.observe("raw", 1, 7);
         let tpl = t.to_store();
-        assert_eq!(tpl.find_partition("raw", 0).unwrap().offset(), Offset::Offset(6));
-        assert_eq!(tpl.find_partition("raw", 1).unwrap().offset(), Offset::Offset(8));
+        assert_eq!(
+            tpl.find_partition("raw", 0).unwrap().offset(),
+            Offset::Offset(6)
+        );
+        assert_eq!(
+            tpl.find_partition("raw", 1).unwrap().offset(),
+            Offset::Offset(8)
+        );
         t.clear();
         assert!(t.is_empty());
     }

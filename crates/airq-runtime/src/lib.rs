@@ -10,8 +10,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Initialises the global tracing subscriber (once; later calls are no-ops).
 pub fn init_tracing(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if std::env::var("AIRQ_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()
     } else {
@@ -27,17 +30,33 @@ pub fn init_tracing(default_filter: &str) {
 /// Sections share names across services (`kafka`, `database`), so one environment
 /// configures the whole platform; a service ignores sections it does not have.
 pub fn load_config<T: DeserializeOwned>(defaults: &str) -> Result<T, ConfigError> {
-    let mut builder =
-        config::Config::builder().add_source(config::File::from_str(defaults, config::FileFormat::Toml));
-    if let Ok(path) = std::env::var("AIRQ_CONFIG") {
-        builder = builder.add_source(config::File::with_name(&path).format(config::FileFormat::Toml));
+    load_config_from(
+        defaults,
+        std::env::var("AIRQ_CONFIG").ok().as_deref(),
+        std::env::vars(),
+    )
+}
+
+/// [`load_config`] with the file and the environment given explicitly.
+pub fn load_config_from<T: DeserializeOwned>(
+    defaults: &str,
+    file: Option<&str>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigError> {
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(defaults, config::FileFormat::Toml));
+    if let Some(path) = file {
+        builder =
+            builder.add_source(config::File::with_name(path).format(config::FileFormat::Toml));
     }
+    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
     builder
         .add_source(
             config::Environment::with_prefix("AIRQ")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(env)),
         )
         .build()?
         .try_deserialize()
@@ -93,10 +112,23 @@ mod tests {
         partitions: i32,
     }
 
+    const DEFAULTS: &str = "[kafka]\nbrokers = \"a:1\"\npartitions = 3\n";
+
     #[test]
     fn embedded_defaults_load() {
-        let s: Settings = load_config("[kafka]\nbrokers = \"a:1\"\npartitions = 3\n").unwrap();
+        let s: Settings = load_config_from(DEFAULTS, None, []).unwrap();
         assert_eq!(s.kafka.brokers, "a:1");
         assert_eq!(s.kafka.partitions, 3);
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let env = [
+            ("AIRQ__KAFKA__BROKERS".to_owned(), "b:2".to_owned()),
+            ("AIRQ__KAFKA__PARTITIONS".to_owned(), "12".to_owned()),
+            ("OTHER".to_owned(), "x".to_owned()),
+        ];
+        let s: Settings = load_config_from(DEFAULTS, None, env).unwrap();
+        assert_eq!((s.kafka.brokers.as_str(), s.kafka.partitions), ("b:2", 12));
     }
 }

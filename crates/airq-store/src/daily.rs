@@ -25,5 +25,9 @@ ON CONFLICT (sensor_id, day) DO UPDATE SET
 /// Recomputes `daily_sensor_stats` for `day` (UTC); returns the number of sensors written.
 /// Flags other than `missing` count as flagged.
 pub async fn compute_daily_stats(pool: &PgPool, day: NaiveDate) -> Result<u64, StoreError> {
-    Ok(sqlx::query(DAILY).bind(day).execute(pool).await?.rows_affected())
+    Ok(sqlx::query(DAILY)
+        .bind(day)
+        .execute(pool)
+        .await?
+        .rows_affected())
 }

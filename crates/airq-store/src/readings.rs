@@ -39,7 +39,8 @@ impl Columns {
             self.mean_1h[p.index()].push(r.metrics.mean_1h.get(p));
         }
         // The bitmask uses 8 bits: it always fits.
-        self.flags.push(i32::try_from(r.flags.0).unwrap_or(i32::MAX));
+        self.flags
+            .push(i32::try_from(r.flags.0).unwrap_or(i32::MAX));
         self.nowcast[0].push(r.metrics.nowcast.pm2_5);
         self.nowcast[1].push(r.metrics.nowcast.pm10);
         let aqi = r.metrics.us_aqi;

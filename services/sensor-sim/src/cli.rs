@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sensor-sim", version, about = "Simulated air-quality sensors and replay of real data, to raw_data")]
+#[command(
+    name = "sensor-sim",
+    version,
+    about = "Simulated air-quality sensors and replay of real data, to raw_data"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -57,7 +61,11 @@ pub struct SyntheticArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Folder with stations.csv and raw/PRSA_Data_*.csv.
-    #[arg(long, env = "AIRQ_BEIJING_DIR", default_value = "../shared/data/beijing_prsa")]
+    #[arg(
+        long,
+        env = "AIRQ_BEIJING_DIR",
+        default_value = "../shared/data/beijing_prsa"
+    )]
     pub data_dir: PathBuf,
     /// Data seconds per real second (3600 = one hour of data per second); 0 = as fast as possible.
     #[arg(long, default_value_t = 0.0)]

@@ -109,9 +109,19 @@ pub struct GroundTruth {
 /// A fault that lasts several ticks.
 #[derive(Debug, Clone)]
 pub enum Ongoing {
-    Stuck { remaining: u32, frozen: Measurements },
-    Drift { elapsed: u32, duration: u32, pollutant: Pollutant, slope: f64 },
-    Dropout { remaining: u32 },
+    Stuck {
+        remaining: u32,
+        frozen: Measurements,
+    },
+    Drift {
+        elapsed: u32,
+        duration: u32,
+        pollutant: Pollutant,
+        slope: f64,
+    },
+    Dropout {
+        remaining: u32,
+    },
 }
 
 /// What to do with one reading's message.
@@ -133,13 +143,20 @@ fn random_pollutant(rng: &mut impl Rng) -> Pollutant {
 
 /// Applies the value-level effect of a newly drawn single-reading fault to `m`;
 /// returns the pollutant concerned.
-pub fn corrupt_values(kind: FaultKind, m: &mut Measurements, rng: &mut impl Rng) -> Option<Pollutant> {
+pub fn corrupt_values(
+    kind: FaultKind,
+    m: &mut Measurements,
+    rng: &mut impl Rng,
+) -> Option<Pollutant> {
     match kind {
         FaultKind::Spike => {
             let p = random_pollutant(rng);
             let v = m.get(p).unwrap_or(10.0);
             // Above every pollutant's default spike threshold (PM10: 300 ug/m3).
-            m.set(p, Some((v * rng.random_range(2.0..4.0) + rng.random_range(320.0..450.0)).round()));
+            m.set(
+                p,
+                Some((v * rng.random_range(2.0..4.0) + rng.random_range(320.0..450.0)).round()),
+            );
             Some(p)
         }
         FaultKind::OutOfRange => {
@@ -173,7 +190,8 @@ pub fn corrupt_message(kind: FaultKind, reading: &Reading, rng: &mut impl Rng) -
         }
         FaultKind::MissingField => {
             let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
-            let field = ["sensor_id", "timestamp", "location", "measurements"][rng.random_range(0..4)];
+            let field =
+                ["sensor_id", "timestamp", "location", "measurements"][rng.random_range(0..4)];
             if let Some(obj) = value.as_object_mut() {
                 obj.remove(field);
             }
@@ -184,17 +202,41 @@ pub fn corrupt_message(kind: FaultKind, reading: &Reading, rng: &mut impl Rng) -
 }
 
 /// Starts a multi-tick fault.
-pub fn start_ongoing(kind: FaultKind, current: &Measurements, rng: &mut impl Rng) -> Option<(Ongoing, u32, Option<Pollutant>)> {
+pub fn start_ongoing(
+    kind: FaultKind,
+    current: &Measurements,
+    rng: &mut impl Rng,
+) -> Option<(Ongoing, u32, Option<Pollutant>)> {
     match kind {
         FaultKind::Stuck => {
             let n = rng.random_range(6..20);
-            Some((Ongoing::Stuck { remaining: n, frozen: *current }, n, None))
+            Some((
+                Ongoing::Stuck {
+                    remaining: n,
+                    frozen: *current,
+                },
+                n,
+                None,
+            ))
         }
         FaultKind::Drift => {
             let duration = rng.random_range(90..240);
-            let pollutant = if rng.random_bool(0.5) { Pollutant::Pm25 } else { Pollutant::No2 };
+            let pollutant = if rng.random_bool(0.5) {
+                Pollutant::Pm25
+            } else {
+                Pollutant::No2
+            };
             let total = rng.random_range(40.0..90.0);
-            Some((Ongoing::Drift { elapsed: 0, duration, pollutant, slope: total / f64::from(duration) }, duration, Some(pollutant)))
+            Some((
+                Ongoing::Drift {
+                    elapsed: 0,
+                    duration,
+                    pollutant,
+                    slope: total / f64::from(duration),
+                },
+                duration,
+                Some(pollutant),
+            ))
         }
         FaultKind::Dropout => {
             let n = rng.random_range(10..40);
@@ -212,10 +254,19 @@ pub fn apply_ongoing(fault: &mut Ongoing, m: &mut Measurements) -> (Delivery, bo
             *remaining -= 1;
             (Delivery::Now, *remaining > 0)
         }
-        Ongoing::Drift { elapsed, duration, pollutant, slope } => {
+        Ongoing::Drift {
+            elapsed,
+            duration,
+            pollutant,
+            slope,
+        } => {
             *elapsed += 1;
             let offset = *slope * f64::from(*elapsed);
-            m.set(*pollutant, m.get(*pollutant).map(|v| ((v + offset) * 10.0).round() / 10.0));
+            m.set(
+                *pollutant,
+                m.get(*pollutant)
+                    .map(|v| ((v + offset) * 10.0).round() / 10.0),
+            );
             (Delivery::Now, *elapsed < *duration)
         }
         Ongoing::Dropout { remaining } => {
@@ -241,15 +292,24 @@ mod tests {
     #[test]
     fn rates_are_respected_roughly() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let rates = FaultRates { spike: 0.1, ..FaultRates::none() };
-        let n = (0..10_000).filter(|_| rates.draw(&mut rng) == Some(FaultKind::Spike)).count();
+        let rates = FaultRates {
+            spike: 0.1,
+            ..FaultRates::none()
+        };
+        let n = (0..10_000)
+            .filter(|_| rates.draw(&mut rng) == Some(FaultKind::Spike))
+            .count();
         assert!((800..1200).contains(&n), "{n}");
     }
 
     #[test]
     fn a_spike_jumps_far_above_the_spike_threshold() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut m = Measurements { pm2_5: Some(10.0), pm10: Some(20.0), no2: Some(30.0) };
+        let mut m = Measurements {
+            pm2_5: Some(10.0),
+            pm10: Some(20.0),
+            no2: Some(30.0),
+        };
         let before = m;
         let p = corrupt_values(FaultKind::Spike, &mut m, &mut rng).unwrap();
         assert!(m.get(p).unwrap() - before.get(p).unwrap() > 300.0);
@@ -258,10 +318,17 @@ mod tests {
     #[test]
     fn a_stuck_sensor_repeats_its_values() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let frozen = Measurements { pm2_5: Some(10.0), pm10: Some(20.0), no2: Some(30.0) };
+        let frozen = Measurements {
+            pm2_5: Some(10.0),
+            pm10: Some(20.0),
+            no2: Some(30.0),
+        };
         let (mut f, n, _) = start_ongoing(FaultKind::Stuck, &frozen, &mut rng).unwrap();
         for i in 0..n {
-            let mut m = Measurements { pm2_5: Some(1.0 + f64::from(i)), ..frozen };
+            let mut m = Measurements {
+                pm2_5: Some(1.0 + f64::from(i)),
+                ..frozen
+            };
             let (_, running) = apply_ongoing(&mut f, &mut m);
             assert_eq!(m, frozen);
             assert_eq!(running, i + 1 < n);

@@ -20,7 +20,12 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(producer: FutureProducer, topic: String) -> Self {
-        Self { producer, topic, in_flight: VecDeque::new(), sent: 0 }
+        Self {
+            producer,
+            topic,
+            in_flight: VecDeque::new(),
+            sent: 0,
+        }
     }
 
     /// Queues one message; waits for older deliveries when too many are pending.
@@ -32,7 +37,10 @@ impl Publisher {
                     self.in_flight.push_back(fut);
                     break;
                 }
-                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => {
                     self.await_oldest().await?;
                     if self.in_flight.is_empty() {
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -64,7 +72,9 @@ impl Publisher {
         while !self.in_flight.is_empty() {
             self.await_oldest().await?;
         }
-        self.producer.flush(Duration::from_secs(30)).context("flushing the producer")?;
+        self.producer
+            .flush(Duration::from_secs(30))
+            .context("flushing the producer")?;
         Ok(())
     }
 }
@@ -77,7 +87,10 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(per_sec: f64) -> Self {
-        Self { start: Instant::now(), per_sec }
+        Self {
+            start: Instant::now(),
+            per_sec,
+        }
     }
 
     /// Sleeps until item number `n` is due.

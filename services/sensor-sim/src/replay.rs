@@ -40,17 +40,29 @@ fn value(s: &str) -> anyhow::Result<Option<f64>> {
     if s == "NA" || s.is_empty() {
         return Ok(None);
     }
-    Ok(Some(s.parse().with_context(|| format!("not a number: {s:?}"))?))
+    Ok(Some(
+        s.parse().with_context(|| format!("not a number: {s:?}"))?,
+    ))
 }
 
 /// Reads `stations.csv`: station name -> (sensor_id, location).
 fn load_stations(dir: &Path) -> anyhow::Result<HashMap<String, (String, Location)>> {
     let path = dir.join("stations.csv");
-    let mut rdr = csv::Reader::from_path(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut rdr =
+        csv::Reader::from_path(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut out = HashMap::new();
     for row in rdr.deserialize::<StationRow>() {
         let r = row.with_context(|| format!("reading {}", path.display()))?;
-        out.insert(r.station, (r.sensor_id, Location { lat: r.lat, lon: r.lon }));
+        out.insert(
+            r.station,
+            (
+                r.sensor_id,
+                Location {
+                    lat: r.lat,
+                    lon: r.lon,
+                },
+            ),
+        );
     }
     Ok(out)
 }
@@ -73,11 +85,13 @@ pub fn load(dir: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Reading>> {
     }
     let mut readings = Vec::new();
     for file in files {
-        let mut rdr = csv::Reader::from_path(&file).with_context(|| format!("opening {}", file.display()))?;
+        let mut rdr =
+            csv::Reader::from_path(&file).with_context(|| format!("opening {}", file.display()))?;
         for (line, row) in rdr.deserialize::<DataRow>().enumerate() {
             let r = row.with_context(|| format!("{} row {}", file.display(), line + 2))?;
-            let (sensor_id, location) =
-                stations.get(&r.station).with_context(|| format!("station {} not in stations.csv", r.station))?;
+            let (sensor_id, location) = stations
+                .get(&r.station)
+                .with_context(|| format!("station {} not in stations.csv", r.station))?;
             let local = NaiveDate::from_ymd_opt(r.year, r.month, r.day)
                 .and_then(|d| d.and_hms_opt(r.hour, 0, 0))
                 .with_context(|| format!("{} row {}: bad date", file.display(), line + 2))?;
@@ -90,7 +104,11 @@ pub fn load(dir: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Reading>> {
                 sensor_id: sensor_id.clone(),
                 timestamp,
                 location: *location,
-                measurements: Measurements { pm2_5: value(&r.pm2_5)?, pm10: value(&r.pm10)?, no2: value(&r.no2)? },
+                measurements: Measurements {
+                    pm2_5: value(&r.pm2_5)?,
+                    pm10: value(&r.pm10)?,
+                    no2: value(&r.no2)?,
+                },
             });
         }
     }
@@ -115,7 +133,12 @@ mod tests {
         assert!(!r.is_empty());
         assert!(r.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         // 2013-03-01 00:00 Beijing time is 2013-02-28 16:00 UTC.
-        assert_eq!(r[0].timestamp, "2013-02-28T16:00:00Z".parse::<chrono::DateTime<Utc>>().unwrap());
+        assert_eq!(
+            r[0].timestamp,
+            "2013-02-28T16:00:00Z"
+                .parse::<chrono::DateTime<Utc>>()
+                .unwrap()
+        );
         assert!(r[0].sensor_id.starts_with("bj_"));
     }
 

@@ -94,7 +94,12 @@ pub fn expected(p: &SensorProfile, t: DateTime<Utc>, weather: &Weather) -> Measu
 }
 
 /// One noisy measurement around [`expected`], rounded to 0.1 ug/m3.
-pub fn sample(p: &SensorProfile, t: DateTime<Utc>, weather: &Weather, rng: &mut impl Rng) -> Measurements {
+pub fn sample(
+    p: &SensorProfile,
+    t: DateTime<Utc>,
+    weather: &Weather,
+    rng: &mut impl Rng,
+) -> Measurements {
     let e = expected(p, t, weather);
     let mut noisy = |v: Option<f64>, rel: f64| {
         v.map(|v| {
@@ -105,8 +110,14 @@ pub fn sample(p: &SensorProfile, t: DateTime<Utc>, weather: &Weather, rng: &mut 
     };
     let pm2_5 = noisy(e.pm2_5, 0.06);
     // PM10 noise is partly shared with PM2.5 (same particles), so keep it >= PM2.5.
-    let pm10 = noisy(e.pm10, 0.05).zip(pm2_5).map(|(pm10, pm25)| pm10.max(pm25));
-    Measurements { pm2_5, pm10, no2: noisy(e.no2, 0.07) }
+    let pm10 = noisy(e.pm10, 0.05)
+        .zip(pm2_5)
+        .map(|(pm10, pm25)| pm10.max(pm25));
+    Measurements {
+        pm2_5,
+        pm10,
+        no2: noisy(e.no2, 0.07),
+    }
 }
 
 #[cfg(test)]
@@ -118,7 +129,15 @@ mod tests {
 
     fn profile() -> SensorProfile {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        SensorProfile::fleet(1, Location { lat: 48.8566, lon: 2.3522 }, &mut rng).remove(0)
+        SensorProfile::fleet(
+            1,
+            Location {
+                lat: 48.8566,
+                lon: 2.3522,
+            },
+            &mut rng,
+        )
+        .remove(0)
     }
 
     #[test]
@@ -151,7 +170,12 @@ mod tests {
             let mut rng = ChaCha8Rng::seed_from_u64(42);
             let mut w = Weather::default();
             w.advance(3600.0, &mut rng);
-            sample(&profile(), "2024-01-15T12:00:00Z".parse().unwrap(), &w, &mut rng)
+            sample(
+                &profile(),
+                "2024-01-15T12:00:00Z".parse().unwrap(),
+                &w,
+                &mut rng,
+            )
         };
         assert_eq!(run(), run());
     }

@@ -9,8 +9,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::faults::{
-    Delivery, FaultKind, FaultRates, GroundTruth, Ongoing, apply_ongoing, corrupt_message, corrupt_values,
-    start_ongoing,
+    Delivery, FaultKind, FaultRates, GroundTruth, Ongoing, apply_ongoing, corrupt_message,
+    corrupt_values, start_ongoing,
 };
 use crate::signal::{SensorProfile, Weather, sample};
 
@@ -55,7 +55,15 @@ impl Simulator {
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
         let profiles = SensorProfile::fleet(spec.sensors, spec.center, &mut rng);
         let ongoing = vec![None; profiles.len()];
-        Self { spec, profiles, weather: Weather::default(), rng, ongoing, held: BTreeMap::new(), tick: 0 }
+        Self {
+            spec,
+            profiles,
+            weather: Weather::default(),
+            rng,
+            ongoing,
+            held: BTreeMap::new(),
+            tick: 0,
+        }
     }
 
     /// Time of tick `k`.
@@ -114,7 +122,8 @@ impl Simulator {
                             {
                                 let end = ts + self.spec.interval * (n as i32 - 1).max(0);
                                 out.truth.push(record(end, pollutant));
-                                let (d, running) = apply_ongoing(&mut fault, &mut reading.measurements);
+                                let (d, running) =
+                                    apply_ongoing(&mut fault, &mut reading.measurements);
                                 delivery = d;
                                 self.ongoing[i] = running.then_some(fault);
                             }
@@ -131,14 +140,20 @@ impl Simulator {
                             out.truth.push(record(ts, None));
                             delivery = Delivery::Delayed(3 + (k % 5) as u32);
                         }
-                        FaultKind::Spike | FaultKind::OutOfRange | FaultKind::Negative | FaultKind::Pm25AbovePm10 => {
+                        FaultKind::Spike
+                        | FaultKind::OutOfRange
+                        | FaultKind::Negative
+                        | FaultKind::Pm25AbovePm10 => {
                             let p = corrupt_values(kind, &mut reading.measurements, &mut self.rng);
                             out.truth.push(record(ts, p));
                         }
                     }
                 }
             }
-            let msg = Outgoing { key: reading.sensor_id.clone(), payload: payload.unwrap_or_else(|| reading.to_json()) };
+            let msg = Outgoing {
+                key: reading.sensor_id.clone(),
+                payload: payload.unwrap_or_else(|| reading.to_json()),
+            };
             match delivery {
                 Delivery::Now => out.messages.push(msg),
                 Delivery::Twice => {
@@ -157,7 +172,10 @@ impl Simulator {
 
     /// Releases every message still held back (at the end of a finite run).
     pub fn flush_held(&mut self) -> Vec<Outgoing> {
-        std::mem::take(&mut self.held).into_values().flatten().collect()
+        std::mem::take(&mut self.held)
+            .into_values()
+            .flatten()
+            .collect()
     }
 }
 
@@ -168,7 +186,10 @@ mod tests {
     fn spec(faults: FaultRates) -> FleetSpec {
         FleetSpec {
             sensors: 20,
-            center: Location { lat: 48.8566, lon: 2.3522 },
+            center: Location {
+                lat: 48.8566,
+                lon: 2.3522,
+            },
             start: "2024-01-15T00:00:00Z".parse().unwrap(),
             interval: Duration::minutes(1),
             seed: 42,
@@ -197,18 +218,34 @@ mod tests {
 
     #[test]
     fn same_seed_gives_the_same_stream() {
-        let rates = FaultRates { spike: 0.05, duplicate: 0.05, late: 0.05, ..FaultRates::none() };
+        let rates = FaultRates {
+            spike: 0.05,
+            duplicate: 0.05,
+            late: 0.05,
+            ..FaultRates::none()
+        };
         assert_eq!(run(spec(rates.clone()), 50).0, run(spec(rates), 50).0);
     }
 
     #[test]
     fn every_injected_fault_is_recorded() {
-        let rates = FaultRates { duplicate: 0.02, malformed_json: 0.02, dropout: 0.002, ..FaultRates::none() };
+        let rates = FaultRates {
+            duplicate: 0.02,
+            malformed_json: 0.02,
+            dropout: 0.002,
+            ..FaultRates::none()
+        };
         let (msgs, truth) = run(spec(rates), 300);
-        let dups = truth.iter().filter(|t| t.kind == FaultKind::Duplicate).count();
+        let dups = truth
+            .iter()
+            .filter(|t| t.kind == FaultKind::Duplicate)
+            .count();
         let bad = truth.iter().filter(|t| t.invalid_message).count();
         assert!(dups > 0 && bad > 0);
-        let invalid = msgs.iter().filter(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).is_err()).count();
+        let invalid = msgs
+            .iter()
+            .filter(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).is_err())
+            .count();
         assert_eq!(invalid, bad);
         let silent_ticks: i64 = truth
             .iter()

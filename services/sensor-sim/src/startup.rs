@@ -26,27 +26,48 @@ async fn publisher(settings: &Settings) -> anyhow::Result<Publisher> {
 }
 
 /// Runs the synthetic fleet until `ticks` are done or `shutdown` fires.
-pub async fn run_synthetic(settings: Settings, args: SyntheticArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_synthetic(
+    settings: Settings,
+    args: SyntheticArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let interval = Duration::milliseconds((args.interval_secs * 1000.0).round() as i64);
-    anyhow::ensure!(interval > Duration::zero(), "--interval-secs must be positive");
+    anyhow::ensure!(
+        interval > Duration::zero(),
+        "--interval-secs must be positive"
+    );
     let live = args.start.is_none();
     let spec = FleetSpec {
         sensors: args.sensors,
-        center: Location { lat: args.center_lat, lon: args.center_lon },
+        center: Location {
+            lat: args.center_lat,
+            lon: args.center_lon,
+        },
         start: args.start.unwrap_or_else(Utc::now),
         interval,
         seed: args.seed,
-        faults: if args.no_faults { FaultRates::none() } else { settings.faults.clone() },
+        faults: if args.no_faults {
+            FaultRates::none()
+        } else {
+            settings.faults.clone()
+        },
     };
     let mut sim = Simulator::new(spec);
     let mut truth = TruthLog::open(args.truth_file.as_deref())?;
     let mut out = publisher(&settings).await?;
     let pacer = Pacer::new(if live { 0.0 } else { args.rate });
-    tracing::info!(sensors = args.sensors, live, ticks = args.ticks, "synthetic fleet started");
+    tracing::info!(
+        sensors = args.sensors,
+        live,
+        ticks = args.ticks,
+        "synthetic fleet started"
+    );
 
     while args.ticks == 0 || sim.ticks() < args.ticks {
         if live {
-            let wait = (sim.time_of(sim.ticks()) - Utc::now()).to_std().unwrap_or(StdDuration::ZERO);
+            let wait = (sim.time_of(sim.ticks()) - Utc::now())
+                .to_std()
+                .unwrap_or(StdDuration::ZERO);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
@@ -66,16 +87,28 @@ pub async fn run_synthetic(settings: Settings, args: SyntheticArgs, shutdown: Ca
     }
     truth.flush()?;
     out.flush().await?;
-    tracing::info!(messages = out.sent, ticks = sim.ticks(), "synthetic fleet stopped");
+    tracing::info!(
+        messages = out.sent,
+        ticks = sim.ticks(),
+        "synthetic fleet stopped"
+    );
     Ok(())
 }
 
 /// Replays the Beijing data set.
-pub async fn run_replay(settings: Settings, args: ReplayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_replay(
+    settings: Settings,
+    args: ReplayArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let readings = replay::load(&args.data_dir, args.limit)
         .with_context(|| format!("loading Beijing data from {}", args.data_dir.display()))?;
     let mut out = publisher(&settings).await?;
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(readings.len() as u64) };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(readings.len() as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} readings  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -96,6 +129,11 @@ pub async fn run_replay(settings: Settings, args: ReplayArgs, shutdown: Cancella
     out.flush().await?;
     bar.finish();
     let secs = started.elapsed().as_secs_f64();
-    tracing::info!(messages = out.sent, secs, rate = out.sent as f64 / secs.max(1e-9), "replay finished");
+    tracing::info!(
+        messages = out.sent,
+        secs,
+        rate = out.sent as f64 / secs.max(1e-9),
+        "replay finished"
+    );
     Ok(())
 }

@@ -30,6 +30,7 @@ pub struct CleanerSettings {
     pub group_id: String,
     pub batch_size: usize,
     pub batch_timeout_ms: u64,
+    pub max_batches_in_flight: usize,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
     pub drain_timeout_secs: u64,
@@ -47,7 +48,7 @@ mod tests {
 
     #[test]
     fn embedded_defaults_match_the_code_defaults() {
-        let s: Settings = airq_runtime::load_config(DEFAULTS).unwrap();
+        let s: Settings = airq_runtime::load_config_from(DEFAULTS, None, []).unwrap();
         assert_eq!(s.qc, QcConfig::default());
         assert_eq!(s.validation, ValidationConfig::default());
     }

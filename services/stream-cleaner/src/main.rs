@@ -5,7 +5,11 @@ use stream_cleaner::config::Settings;
 use stream_cleaner::startup;
 
 #[derive(Parser)]
-#[command(name = "stream-cleaner", version, about = "Cleans raw_data into PostgreSQL and processed_data")]
+#[command(
+    name = "stream-cleaner",
+    version,
+    about = "Cleans raw_data into PostgreSQL and processed_data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -39,7 +43,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Daily { date } => {
             let day = date.unwrap_or_else(|| (Utc::now() - Duration::days(1)).date_naive());
             let pool = airq_store::connect(&settings.database.url, 1)?;
-            let n = airq_store::daily::compute_daily_stats(&pool, day).await.context("computing daily stats")?;
+            let n = airq_store::daily::compute_daily_stats(&pool, day)
+                .await
+                .context("computing daily stats")?;
             tracing::info!(%day, sensors = n, "daily statistics written");
             Ok(())
         }

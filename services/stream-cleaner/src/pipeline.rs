@@ -23,7 +23,12 @@ impl Outcome {
 }
 
 /// Decodes, validates and cleans one payload as seen at `now`.
-pub fn handle(payload: Option<&[u8]>, now: DateTime<Utc>, validation: &ValidationConfig, cleaner: &mut Cleaner) -> Outcome {
+pub fn handle(
+    payload: Option<&[u8]>,
+    now: DateTime<Utc>,
+    validation: &ValidationConfig,
+    cleaner: &mut Cleaner,
+) -> Outcome {
     match decode(payload.unwrap_or_default(), now, validation) {
         Ok(reading) => Outcome::Reading(Box::new(cleaner.process(reading))),
         Err(rejection) => Outcome::Rejected(rejection),
@@ -51,9 +56,10 @@ mod tests {
         let json = br#"{"sensor_id":"a","timestamp":"2024-01-15T14:30:00Z","location":{"lat":1,"lon":2},"measurements":{"pm2_5":1,"pm10":2,"no2":3}}"#;
         let now: DateTime<Utc> = "2024-01-15T15:00:00Z".parse().unwrap();
         let v = ValidationConfig::default();
-        let (Outcome::Reading(first), Outcome::Reading(second)) =
-            (handle(Some(json), now, &v, &mut c), handle(Some(json), now, &v, &mut c))
-        else {
+        let (Outcome::Reading(first), Outcome::Reading(second)) = (
+            handle(Some(json), now, &v, &mut c),
+            handle(Some(json), now, &v, &mut c),
+        ) else {
             panic!("both are readings")
         };
         assert!(Outcome::stored(&first));

@@ -35,11 +35,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let pool = airq_store::connect(&settings.database.url, settings.database.max_connections)?;
     migrate_with_retry(&pool, &shutdown).await?;
     let k = &settings.kafka;
-    airq_kafka::admin::ensure_topics(&k.brokers, &[&k.topics.raw, &k.topics.processed, &k.topics.dead_letter], k.partitions)
-        .await
-        .context("creating topics")?;
-    let consumer = airq_kafka::client::consumer(&k.brokers, &settings.cleaner.group_id, &[&k.topics.raw])?;
-    let producer = airq_kafka::client::producer(&k.brokers, 5)?;
+    airq_kafka::admin::ensure_topics(
+        &k.brokers,
+        &[&k.topics.raw, &k.topics.processed, &k.topics.dead_letter],
+        k.partitions,
+    )
+    .await
+    .context("creating topics")?;
+    let consumer =
+        airq_kafka::client::consumer(&k.brokers, &settings.cleaner.group_id, &[&k.topics.raw])?;
+    let producer = airq_kafka::client::producer(&k.brokers, 20)?;
     let counters = Arc::new(Counters::default());
     let ticker = {
         let (counters, shutdown) = (counters.clone(), shutdown.clone());
@@ -55,7 +60,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         })
     };
     tracing::info!(group = %settings.cleaner.group_id, topic = %k.topics.raw, "stream-cleaner started");
-    let result = Worker::new(settings, consumer, producer, pool, counters, shutdown.clone()).run().await;
+    let result = Worker::new(
+        settings,
+        consumer,
+        producer,
+        pool,
+        counters,
+        shutdown.clone(),
+    )
+    .run()
+    .await;
     shutdown.cancel();
     let _ = ticker.await;
     result

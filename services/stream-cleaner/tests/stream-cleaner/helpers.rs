@@ -22,7 +22,8 @@ pub fn brokers() -> String {
 }
 
 fn admin_url() -> String {
-    std::env::var("AIRQ_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+    std::env::var("AIRQ_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
 }
 
 fn unique(prefix: &str) -> String {
@@ -43,8 +44,13 @@ pub fn unique_topics() -> Topics {
 /// A fresh database on the server at `admin` (a URL to its `postgres` database).
 pub async fn create_database(admin: &str) -> String {
     let name = unique("airq_test");
-    let pool = PgPool::connect(admin).await.expect("connect to the test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create database");
+    let pool = PgPool::connect(admin)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create database");
     pool.close().await;
     let (base, _) = admin.rsplit_once('/').expect("URL with a database");
     format!("{base}/{name}")
@@ -78,7 +84,10 @@ pub fn settings_env(s: &Settings, db_url: &str) -> Vec<(String, String)> {
         ("AIRQ__KAFKA__TOPICS__DEAD_LETTER", &t.dead_letter),
         ("AIRQ__KAFKA__PARTITIONS", &s.kafka.partitions.to_string()),
         ("AIRQ__CLEANER__GROUP_ID", &s.cleaner.group_id),
-        ("AIRQ__CLEANER__BATCH_SIZE", &s.cleaner.batch_size.to_string()),
+        (
+            "AIRQ__CLEANER__BATCH_SIZE",
+            &s.cleaner.batch_size.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -86,10 +95,18 @@ pub fn settings_env(s: &Settings, db_url: &str) -> Vec<(String, String)> {
 }
 
 /// A simulated stream: `sensors` x `ticks` readings from 2025-06-01, one a minute.
-pub fn simulate(sensors: usize, ticks: u64, faults: FaultRates, seed: u64) -> (Vec<Outgoing>, Vec<GroundTruth>) {
+pub fn simulate(
+    sensors: usize,
+    ticks: u64,
+    faults: FaultRates,
+    seed: u64,
+) -> (Vec<Outgoing>, Vec<GroundTruth>) {
     let mut sim = Simulator::new(FleetSpec {
         sensors,
-        center: airq_domain::Location { lat: 48.8566, lon: 2.3522 },
+        center: airq_domain::Location {
+            lat: 48.8566,
+            lon: 2.3522,
+        },
         start: "2025-06-01T00:00:00Z".parse().expect("valid time"),
         interval: chrono::Duration::minutes(1),
         seed,
@@ -107,7 +124,9 @@ pub fn simulate(sensors: usize, ticks: u64, faults: FaultRates, seed: u64) -> (V
 
 /// Every default fault rate times `factor`.
 pub fn scaled_faults(factor: f64) -> FaultRates {
-    let d = sensor_sim::config::Settings::load().expect("sim defaults").faults;
+    let d = sensor_sim::config::Settings::load()
+        .expect("sim defaults")
+        .faults;
     FaultRates {
         spike: d.spike * factor,
         stuck: d.stuck * factor,
@@ -128,7 +147,10 @@ pub fn scaled_faults(factor: f64) -> FaultRates {
 pub fn oracle_key(payload: &[u8]) -> Option<(String, String)> {
     let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
     let o = v.as_object()?;
-    if !["sensor_id", "timestamp", "location", "measurements"].iter().all(|k| o.contains_key(*k)) {
+    if !["sensor_id", "timestamp", "location", "measurements"]
+        .iter()
+        .all(|k| o.contains_key(*k))
+    {
         return None;
     }
     let ts: chrono::DateTime<chrono::Utc> = o["timestamp"].as_str()?.parse().ok()?;
@@ -136,7 +158,9 @@ pub fn oracle_key(payload: &[u8]) -> Option<(String, String)> {
 }
 
 pub async fn produce(topic: &str, msgs: &[Outgoing]) {
-    airq_kafka::admin::ensure_topics(&brokers(), &[topic], 3).await.expect("create topic");
+    airq_kafka::admin::ensure_topics(&brokers(), &[topic], 3)
+        .await
+        .expect("create topic");
     let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
     let mut out = sensor_sim::publish::Publisher::new(producer, topic.to_owned());
     for m in msgs {
@@ -154,7 +178,12 @@ pub struct Received {
 
 /// Reads `topic` from the beginning until `expected` messages came and then `settle`
 /// passed with nothing new (to catch extras), or `timeout`.
-pub async fn read_topic(topic: &str, expected: usize, settle: Duration, timeout: Duration) -> Vec<Received> {
+pub async fn read_topic(
+    topic: &str,
+    expected: usize,
+    settle: Duration,
+    timeout: Duration,
+) -> Vec<Received> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
@@ -176,11 +205,20 @@ pub async fn read_topic(topic: &str, expected: usize, settle: Duration, timeout:
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                            .map(|x| {
+                                (
+                                    x.key.to_owned(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
-                out.push(Received { payload: m.payload().unwrap_or_default().to_vec(), headers });
+                out.push(Received {
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
                 last = Instant::now();
             }
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
@@ -191,7 +229,10 @@ pub async fn read_topic(topic: &str, expected: usize, settle: Duration, timeout:
 }
 
 pub async fn count_rows(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM readings").fetch_one(pool).await.unwrap_or(-1)
+    sqlx::query_scalar("SELECT count(*) FROM readings")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(-1)
 }
 
 /// Waits until the readings table holds `n` rows.
@@ -208,7 +249,10 @@ pub async fn wait_for_rows(pool: &PgPool, n: i64, timeout: Duration) -> i64 {
 
 pub async fn stored_keys(pool: &PgPool) -> Vec<(String, String)> {
     let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT sensor_id, ts FROM readings ORDER BY 1, 2").fetch_all(pool).await.expect("select");
+        sqlx::query_as("SELECT sensor_id, ts FROM readings ORDER BY 1, 2")
+            .fetch_all(pool)
+            .await
+            .expect("select");
     rows.into_iter().map(|(s, t)| (s, t.to_rfc3339())).collect()
 }
 
@@ -221,10 +265,17 @@ pub struct PrivatePg {
 
 impl PrivatePg {
     pub fn start() -> Self {
-        let bin = PathBuf::from(std::env::var("AIRQ_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()));
+        let bin = PathBuf::from(
+            std::env::var("AIRQ_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
+        );
         let dir = std::env::temp_dir().join(unique("airq_pg"));
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let ok = Command::new("chown").arg("postgres:postgres").arg(&dir).status().expect("chown").success();
+        let ok = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&dir)
+            .status()
+            .expect("chown")
+            .success();
         assert!(ok, "chown postgres {}", dir.display());
         let port = free_port();
         let pg = Self { dir, port, bin };
@@ -248,8 +299,14 @@ impl PrivatePg {
     }
 
     pub fn start_again(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
-        self.as_postgres(&["pg_ctl", "-D", "data", "-l", "log", "-o", &opts, "-w", "start"]);
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        self.as_postgres(&[
+            "pg_ctl", "-D", "data", "-l", "log", "-o", &opts, "-w", "start",
+        ]);
     }
 
     pub fn stop(&self) {
@@ -274,5 +331,8 @@ impl Drop for PrivatePg {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }

@@ -16,7 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 const LONG: Duration = Duration::from_secs(120);
 
-fn spawn_cleaner(settings: stream_cleaner::config::Settings) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+fn spawn_cleaner(
+    settings: stream_cleaner::config::Settings,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let token = CancellationToken::new();
     let handle = tokio::spawn(stream_cleaner::startup::run(settings, token.clone()));
     (token, handle)
@@ -33,7 +38,10 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
     let (valid_count, valid) = valid_keys(&msgs);
     let invalid = msgs.len() - valid_count;
     let kinds: BTreeSet<FaultKind> = truth.iter().map(|t| t.kind).collect();
-    assert!(kinds.len() >= 10, "the stream exercises most fault kinds: {kinds:?}");
+    assert!(
+        kinds.len() >= 10,
+        "the stream exercises most fault kinds: {kinds:?}"
+    );
     assert!(invalid > 0);
 
     let db = test_database().await;
@@ -55,37 +63,70 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
 
     // Dead-letter topic: every invalid message, unchanged, with where it came from and why.
     assert_eq!(dead.len(), invalid);
-    let by_reason = |r: &str| dead.iter().filter(|d| d.headers["airq.reason"] == r).count();
+    let by_reason = |r: &str| {
+        dead.iter()
+            .filter(|d| d.headers["airq.reason"] == r)
+            .count()
+    };
     let injected = |k: FaultKind| truth.iter().filter(|t| t.kind == k).count();
-    assert_eq!(by_reason("malformed_json"), injected(FaultKind::MalformedJson));
-    assert_eq!(by_reason("missing_field"), injected(FaultKind::MissingField));
+    assert_eq!(
+        by_reason("malformed_json"),
+        injected(FaultKind::MalformedJson)
+    );
+    assert_eq!(
+        by_reason("missing_field"),
+        injected(FaultKind::MissingField)
+    );
     for d in &dead {
         assert_eq!(d.headers["airq.source.topic"], topics.raw);
         assert!(d.headers["airq.source.offset"].parse::<i64>().is_ok());
         assert!(!d.headers["airq.detail"].is_empty());
-        assert!(msgs.iter().any(|m| m.payload == d.payload), "payload kept byte for byte");
+        assert!(
+            msgs.iter().any(|m| m.payload == d.payload),
+            "payload kept byte for byte"
+        );
     }
 
     // processed_data: one enriched message per valid message, duplicates included and flagged.
     assert_eq!(processed.len(), valid_count);
-    let readings: Vec<ProcessedReading> = processed.iter().map(|p| serde_json::from_slice(&p.payload).unwrap()).collect();
-    let published: BTreeSet<_> = readings.iter().map(|r| (r.sensor_id.clone(), r.timestamp.to_rfc3339())).collect();
+    let readings: Vec<ProcessedReading> = processed
+        .iter()
+        .map(|p| serde_json::from_slice(&p.payload).unwrap())
+        .collect();
+    let published: BTreeSet<_> = readings
+        .iter()
+        .map(|r| (r.sensor_id.clone(), r.timestamp.to_rfc3339()))
+        .collect();
     assert_eq!(published, valid);
-    assert_eq!(readings.iter().filter(|r| r.flags.contains(Flag::Duplicate)).count(), injected(FaultKind::Duplicate));
-    assert_eq!(readings.iter().filter(|r| r.flags.contains(Flag::Late)).count(), out_of_order(&msgs));
+    assert_eq!(
+        readings
+            .iter()
+            .filter(|r| r.flags.contains(Flag::Duplicate))
+            .count(),
+        injected(FaultKind::Duplicate)
+    );
+    assert_eq!(
+        readings
+            .iter()
+            .filter(|r| r.flags.contains(Flag::Late))
+            .count(),
+        out_of_order(&msgs)
+    );
 
     // Value faults carry their flag in PostgreSQL.
     let flags_at = |sensor: &str, ts: chrono::DateTime<chrono::Utc>| {
         let pool = pool.clone();
         let sensor = sensor.to_owned();
         async move {
-            sqlx::query_scalar::<_, i32>("SELECT flags FROM readings WHERE sensor_id = $1 AND ts = $2")
-                .bind(&sensor)
-                .bind(ts)
-                .fetch_optional(&pool)
-                .await
-                .unwrap()
-                .unwrap_or_else(|| panic!("no row for {sensor} at {ts}"))
+            sqlx::query_scalar::<_, i32>(
+                "SELECT flags FROM readings WHERE sensor_id = $1 AND ts = $2",
+            )
+            .bind(&sensor)
+            .bind(ts)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no row for {sensor} at {ts}"))
         }
     };
     let expected_flag: HashMap<FaultKind, Flag> = [
@@ -100,10 +141,16 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
         assert_ne!(flags & expected_flag[&t.kind] as i32, 0, "{t:?} flagged");
     }
     let last_tick: chrono::DateTime<chrono::Utc> = "2025-06-01T04:59:00Z".parse().unwrap();
-    let stuck = truth.iter().filter(|t| t.kind == FaultKind::Stuck && t.end > t.start + chrono::Duration::minutes(2));
+    let stuck = truth
+        .iter()
+        .filter(|t| t.kind == FaultKind::Stuck && t.end > t.start + chrono::Duration::minutes(2));
     for t in stuck.filter(|t| t.start + chrono::Duration::minutes(2) <= last_tick) {
         let flags = flags_at(&t.sensor_id, t.start + chrono::Duration::minutes(2)).await;
-        assert_ne!(flags & Flag::Flatline as i32, 0, "{t:?} flagged as flatline from its third reading");
+        assert_ne!(
+            flags & Flag::Flatline as i32,
+            0,
+            "{t:?} flagged as flatline from its third reading"
+        );
     }
 }
 
@@ -149,8 +196,15 @@ async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() 
     // SIGTERM first (graceful), then SIGKILL (no chance to commit), then run to the end.
     let first = start_subprocess(&env);
     let seen = wait_for_rows(&pool, 5_000, LONG).await;
-    assert!(seen >= 5_000, "cleaner made progress before the stop ({seen})");
-    let ok = Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap().success();
+    assert!(
+        seen >= 5_000,
+        "cleaner made progress before the stop ({seen})"
+    );
+    let ok = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok);
     let status = tokio::task::spawn_blocking(move || {
         let mut first = first;
@@ -163,7 +217,10 @@ async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() 
 
     let mut second = start_subprocess(&env);
     let seen = wait_for_rows(&pool, 15_000, LONG).await;
-    assert!(seen >= 15_000 && (seen as usize) < valid.len(), "killed mid-stream ({seen})");
+    assert!(
+        seen >= 15_000 && (seen as usize) < valid.len(),
+        "killed mid-stream ({seen})"
+    );
     second.kill().unwrap();
     second.wait().unwrap();
     // Tansu evicts a member that vanished only once its session (6 s) has expired; a
@@ -184,7 +241,10 @@ async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() 
         .map(|p| serde_json::from_slice::<ProcessedReading>(&p.payload).unwrap())
         .map(|r| (r.sensor_id, r.timestamp.to_rfc3339()))
         .collect();
-    assert_eq!(published, valid, "processed_data complete (redelivery may repeat, never lose)");
+    assert_eq!(
+        published, valid,
+        "processed_data complete (redelivery may repeat, never lose)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +265,10 @@ async fn database_outage_stops_progress_and_loses_nothing() {
     pg.stop();
     produce(&topics.raw, &msgs[half..]).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(!cleaner.is_finished(), "the cleaner waits for the database, it does not crash");
+    assert!(
+        !cleaner.is_finished(),
+        "the cleaner waits for the database, it does not crash"
+    );
     pg.start_again();
 
     let pool = PgPool::connect(&db).await.unwrap();
