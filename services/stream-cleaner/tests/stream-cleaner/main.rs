@@ -113,6 +113,24 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
         out_of_order(&msgs)
     );
 
+    // The daily batch summarises the day per sensor, and a rerun gives the same result.
+    let day: chrono::NaiveDate = "2025-06-01".parse().unwrap();
+    let summarise = || async {
+        airq_store::daily::compute_daily_stats(&pool, day).await.unwrap();
+        sqlx::query_as::<_, (i64, i64, f64)>(
+            "SELECT count(*), sum(n_readings), min(completeness) FROM daily_sensor_stats WHERE day = $1",
+        )
+        .bind(day)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let first = summarise().await;
+    assert_eq!(first, summarise().await);
+    let (sensors, readings, completeness) = first;
+    assert_eq!((sensors, readings as usize), (20, valid.len()));
+    assert!((completeness - 5.0 / 24.0).abs() < 1e-9, "5 simulated hours out of 24: {completeness}");
+
     // Value faults carry their flag in PostgreSQL.
     let flags_at = |sensor: &str, ts: chrono::DateTime<chrono::Utc>| {
         let pool = pool.clone();
