@@ -6,11 +6,17 @@ use rdkafka::producer::FutureProducer;
 
 use crate::KafkaError;
 
-/// librdkafka debug contexts from `AIRQ_KAFKA_DEBUG` (e.g. `cgrp,fetch`), logged through
-/// tracing under the `rdkafka` target.
-fn with_debug(mut cfg: ClientConfig) -> ClientConfig {
+/// Operator overrides from the environment: `AIRQ_KAFKA_DEBUG` (librdkafka debug contexts,
+/// e.g. `cgrp,fetch`, logged through tracing) and `AIRQ_KAFKA_PROPERTIES`
+/// (`key=value,key=value`, any librdkafka property, applied last).
+fn with_overrides(mut cfg: ClientConfig) -> ClientConfig {
     if let Ok(contexts) = std::env::var("AIRQ_KAFKA_DEBUG") {
         cfg.set("debug", contexts);
+    }
+    if let Ok(props) = std::env::var("AIRQ_KAFKA_PROPERTIES") {
+        for (k, v) in props.split(',').filter_map(|kv| kv.split_once('=')) {
+            cfg.set(k.trim(), v.trim());
+        }
     }
     cfg
 }
@@ -18,17 +24,16 @@ fn with_debug(mut cfg: ClientConfig) -> ClientConfig {
 /// An idempotent producer: acks from all in-sync replicas, no duplicates on retry,
 /// ordering kept per partition. `linger_ms` trades latency for batching.
 pub fn producer(brokers: &str, linger_ms: u32) -> Result<FutureProducer, KafkaError> {
-    with_debug(ClientConfig::new())
-        .set("bootstrap.servers", brokers)
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", linger_ms.to_string())
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
-        .set("message.timeout.ms", "300000")
-        .create()
-        .map_err(KafkaError::Config)
+        .set("message.timeout.ms", "300000");
+    with_overrides(cfg).create().map_err(KafkaError::Config)
 }
 
 /// A consumer in `group_id` for at-least-once processing: offsets are stored by the
@@ -39,8 +44,8 @@ pub fn consumer(
     group_id: &str,
     topics: &[&str],
 ) -> Result<StreamConsumer, KafkaError> {
-    let consumer: StreamConsumer = with_debug(ClientConfig::new())
-        .set("bootstrap.servers", brokers)
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -48,14 +53,13 @@ pub fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "2000")
-        // Also the rebalance timeout: how long a rejoin waits for members that vanished
-        // without leaving (SIGKILL). Tansu evicts them only then, so keep it short.
+        // A member stuck longer than this (e.g. a long database outage) leaves the group and
+        // rejoins when it polls again; its unstored offsets are redelivered.
         .set("max.poll.interval.ms", "20000")
         .set("fetch.wait.max.ms", "50")
         .set("queued.min.messages", "200000")
-        .set("fetch.max.bytes", "52428800")
-        .create()
-        .map_err(KafkaError::Config)?;
+        .set("fetch.max.bytes", "52428800");
+    let consumer: StreamConsumer = with_overrides(cfg).create().map_err(KafkaError::Config)?;
     consumer.subscribe(topics).map_err(KafkaError::Transient)?;
     Ok(consumer)
 }
