@@ -6,6 +6,7 @@
 #   scripts/stack.sh down     stop everything this script started
 #   scripts/stack.sh status   what runs, where
 #   scripts/stack.sh env      the environment the services and tests use (eval-able)
+#   scripts/stack.sh reset    stop, then delete all state (databases, topics, logs)
 #
 # Overridable: AIRQ_STATE_DIR, AIRQ_CACHE_DIR, AIRQ_PG_PORT, AIRQ_KAFKA_PORT,
 # AIRQ_KAFKA_STORAGE (sqlite://... default, durable; memory://tansu/ for throughput benches),
@@ -155,10 +156,17 @@ cmd_env() {
   echo "export AIRQ_PG_BIN=$PG_BIN"
 }
 
+cmd_reset() {
+  cmd_down
+  log "deleting $STATE and $(pg_dir)"
+  rm -rf "$(pg_dir)" "$STATE"
+}
+
 case "${1:-status}" in
   up) cmd_up ;;
+  reset) cmd_reset ;;
   down|stop) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|reset" >&2; exit 2 ;;
 esac

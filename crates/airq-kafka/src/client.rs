@@ -51,8 +51,8 @@ pub fn consumer(
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "2000")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000")
         // A member stuck longer than this (e.g. a long database outage) leaves the group and
         // rejoins when it polls again; its unstored offsets are redelivered.
         .set("max.poll.interval.ms", "20000")

@@ -66,6 +66,8 @@ pub struct Worker {
     settings: Settings,
     cleaner: Cleaner,
     counters: Arc<Counters>,
+    /// Set once a batch was abandoned on shutdown: no later offset may be stored then.
+    abandoned: bool,
 }
 
 impl Worker {
@@ -95,6 +97,7 @@ impl Worker {
             settings,
             cleaner,
             counters,
+            abandoned: false,
         }
     }
 
@@ -151,24 +154,28 @@ impl Worker {
         Ok(())
     }
 
+    /// Waits for a batch's writer; stores its offsets if it completed. Once a batch is
+    /// abandoned (shutdown mid-retry), no later batch stores its offsets, or the abandoned
+    /// one would be skipped instead of redelivered. Returns whether offsets were stored.
     async fn finish(
-        &self,
+        &mut self,
         task: JoinHandle<anyhow::Result<()>>,
         offsets: OffsetTracker,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         match task.await.context("batch writer panicked")? {
+            Ok(()) if self.abandoned => Ok(false),
             Ok(()) => {
                 // Fails for partitions revoked meanwhile: their new owner gets them again.
                 if let Err(e) = self.consumer.store_offsets(&offsets.to_store()) {
                     tracing::warn!(error = %e, "offsets not stored (partition revoked?); they will be redelivered");
                 }
                 Counters::add(&self.counters.batches, 1);
-                Ok(())
+                Ok(true)
             }
-            // Only a shutdown interrupts a write: its offsets stay unstored, it will be redelivered.
             Err(e) if self.sinks.shutdown.is_cancelled() => {
-                tracing::info!(error = %e, "batch abandoned on shutdown");
-                Ok(())
+                tracing::info!(error = %e, "batch abandoned on shutdown; it will be redelivered");
+                self.abandoned = true;
+                Ok(false)
             }
             Err(e) => Err(e),
         }

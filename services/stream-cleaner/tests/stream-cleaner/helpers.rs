@@ -184,19 +184,40 @@ pub async fn read_topic(
     settle: Duration,
     timeout: Duration,
 ) -> Vec<Received> {
+    read_topic_until(topic, |got| got.len() >= expected, settle, timeout).await
+}
+
+/// Reads `topic` from the beginning until `done` holds and then `settle` passed with
+/// nothing new, or `timeout`.
+pub async fn read_topic_until(
+    topic: &str,
+    done: impl Fn(&[Received]) -> bool,
+    settle: Duration,
+    timeout: Duration,
+) -> Vec<Received> {
+    // Partitions assigned directly, no consumer group: the reader does not depend on the
+    // broker's group coordination, which is what some tests put under stress.
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
     let start = Instant::now();
     let mut out = Vec::new();
     let mut last = Instant::now();
+    let mut is_done = false;
     while start.elapsed() < timeout {
-        if out.len() >= expected && last.elapsed() >= settle {
+        if is_done && last.elapsed() >= settle {
             break;
         }
         match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
@@ -220,12 +241,49 @@ pub async fn read_topic(
                     headers,
                 });
                 last = Instant::now();
+                // `done` may be costly: ask it every 2,000 messages and whenever the topic is idle.
+                if out.len() % 2000 == 0 {
+                    is_done = done(&out);
+                }
             }
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
-            Err(_) => {}
+            Err(_) => is_done = done(&out),
         }
     }
     out
+}
+
+/// (sensor_id, timestamp) of every processed message read.
+pub fn processed_keys(msgs: &[Received]) -> std::collections::BTreeSet<(String, String)> {
+    msgs.iter()
+        .filter_map(|m| serde_json::from_slice::<airq_domain::ProcessedReading>(&m.payload).ok())
+        .map(|r| (r.sensor_id, r.timestamp.to_rfc3339()))
+        .collect()
+}
+
+/// Deletes a test's topics and database once it passed (a failed test leaves them to look at).
+pub async fn cleanup(topics: &Topics, db_url: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let names = [
+        &topics.raw,
+        &topics.processed,
+        &topics.anomalies,
+        &topics.dead_letter,
+    ];
+    let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+    if let Some((base, name)) = db_url.rsplit_once('/') {
+        if let Ok(pool) = PgPool::connect(&format!("{base}/postgres")).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&pool)
+                .await;
+        }
+    }
 }
 
 pub async fn count_rows(pool: &PgPool) -> i64 {

@@ -34,6 +34,7 @@ fn valid_keys(msgs: &[sensor_sim::sim::Outgoing]) -> (usize, BTreeSet<(String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered() {
+    airq_runtime::init_tracing("warn");
     let (msgs, truth) = simulate(20, 300, scaled_faults(10.0), 7);
     let (valid_count, valid) = valid_keys(&msgs);
     let invalid = msgs.len() - valid_count;
@@ -116,7 +117,9 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
     // The daily batch summarises the day per sensor, and a rerun gives the same result.
     let day: chrono::NaiveDate = "2025-06-01".parse().unwrap();
     let summarise = || async {
-        airq_store::daily::compute_daily_stats(&pool, day).await.unwrap();
+        airq_store::daily::compute_daily_stats(&pool, day)
+            .await
+            .unwrap();
         sqlx::query_as::<_, (i64, i64, f64)>(
             "SELECT count(*), sum(n_readings), min(completeness) FROM daily_sensor_stats WHERE day = $1",
         )
@@ -129,7 +132,10 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
     assert_eq!(first, summarise().await);
     let (sensors, readings, completeness) = first;
     assert_eq!((sensors, readings as usize), (20, valid.len()));
-    assert!((completeness - 5.0 / 24.0).abs() < 1e-9, "5 simulated hours out of 24: {completeness}");
+    assert!(
+        (completeness - 5.0 / 24.0).abs() < 1e-9,
+        "5 simulated hours out of 24: {completeness}"
+    );
 
     // Value faults carry their flag in PostgreSQL.
     let flags_at = |sensor: &str, ts: chrono::DateTime<chrono::Utc>| {
@@ -170,6 +176,8 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
             "{t:?} flagged as flatline from its third reading"
         );
     }
+    pool.close().await;
+    cleanup(&topics, &db).await;
 }
 
 /// Oracle for late data: valid readings that arrive after a newer one of the same sensor.
@@ -203,7 +211,7 @@ fn start_subprocess(env: &[(String, String)]) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     let (msgs, _) = simulate(20, 1500, FaultRates::none(), 11);
-    let (valid_count, valid) = valid_keys(&msgs);
+    let (_, valid) = valid_keys(&msgs);
     let db = test_database().await;
     let topics = unique_topics();
     let s = settings(&db, &topics);
@@ -241,32 +249,42 @@ async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() 
     );
     second.kill().unwrap();
     second.wait().unwrap();
-    // Tansu evicts a member that vanished only once its session (6 s) has expired; a
+    // Tansu evicts a member that vanished only once its session (10 s) has expired; a
     // member that rejoins before that is stuck without partitions (see docs/tansu.md).
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
 
     let mut third = start_subprocess(&env);
     let rows = wait_for_rows(&pool, valid.len() as i64, LONG).await;
-    let processed = read_topic(&topics.processed, valid_count, Duration::from_secs(2), LONG).await;
+    let processed = read_topic_until(
+        &topics.processed,
+        |got| processed_keys(got) == valid,
+        Duration::from_secs(2),
+        LONG,
+    )
+    .await;
     third.kill().unwrap();
     third.wait().unwrap();
 
     assert_eq!(rows as usize, valid.len());
     let stored: BTreeSet<_> = stored_keys(&pool).await.into_iter().collect();
     assert_eq!(stored, valid, "every reading stored exactly once");
-    let published: BTreeSet<_> = processed
-        .iter()
-        .map(|p| serde_json::from_slice::<ProcessedReading>(&p.payload).unwrap())
-        .map(|r| (r.sensor_id, r.timestamp.to_rfc3339()))
-        .collect();
-    assert_eq!(
-        published, valid,
-        "processed_data complete (redelivery may repeat, never lose)"
+    let published = processed_keys(&processed);
+    let missing: Vec<_> = valid.difference(&published).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "processed_data complete (redelivery may repeat, never lose): {} of {} missing, e.g. {missing:?}; {} messages read",
+        valid.difference(&published).count(),
+        valid.len(),
+        processed.len()
     );
+    assert_eq!(published, valid);
+    pool.close().await;
+    cleanup(&topics, &db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_stops_progress_and_loses_nothing() {
+    airq_runtime::init_tracing("warn");
     let pg = PrivatePg::start();
     let db = create_database(&pg.admin_url()).await;
     let (msgs, _) = simulate(20, 600, FaultRates::none(), 13);
@@ -296,4 +314,5 @@ async fn database_outage_stops_progress_and_loses_nothing() {
     assert_eq!(rows as usize, valid.len());
     let stored: BTreeSet<_> = stored_keys(&pool).await.into_iter().collect();
     assert_eq!(stored, valid);
+    cleanup(&topics, &db).await;
 }
