@@ -64,6 +64,23 @@ impl FaultRates {
         }
     }
 
+    /// Every rate times `factor`.
+    pub fn scaled(&self, factor: f64) -> Self {
+        Self {
+            spike: self.spike * factor,
+            stuck: self.stuck * factor,
+            drift: self.drift * factor,
+            dropout: self.dropout * factor,
+            out_of_range: self.out_of_range * factor,
+            negative: self.negative * factor,
+            pm25_above_pm10: self.pm25_above_pm10 * factor,
+            malformed_json: self.malformed_json * factor,
+            missing_field: self.missing_field * factor,
+            duplicate: self.duplicate * factor,
+            late: self.late * factor,
+        }
+    }
+
     fn table(&self) -> [(FaultKind, f64); 11] {
         [
             (FaultKind::Spike, self.spike),

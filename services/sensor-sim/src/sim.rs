@@ -170,6 +170,19 @@ impl Simulator {
         out
     }
 
+    /// Runs `ticks` more ticks and releases what is held back: a finite stream with its
+    /// ground truth.
+    pub fn run(&mut self, ticks: u64) -> TickOutput {
+        let mut out = TickOutput::default();
+        for _ in 0..ticks {
+            let t = self.tick();
+            out.messages.extend(t.messages);
+            out.truth.extend(t.truth);
+        }
+        out.messages.extend(self.flush_held());
+        out
+    }
+
     /// Releases every message still held back (at the end of a finite run).
     pub fn flush_held(&mut self) -> Vec<Outgoing> {
         std::mem::take(&mut self.held)
@@ -197,16 +210,9 @@ mod tests {
         }
     }
 
-    fn run(s: FleetSpec, ticks: usize) -> (Vec<Outgoing>, Vec<GroundTruth>) {
-        let mut sim = Simulator::new(s);
-        let (mut msgs, mut truth) = (Vec::new(), Vec::new());
-        for _ in 0..ticks {
-            let o = sim.tick();
-            msgs.extend(o.messages);
-            truth.extend(o.truth);
-        }
-        msgs.extend(sim.flush_held());
-        (msgs, truth)
+    fn run(s: FleetSpec, ticks: u64) -> (Vec<Outgoing>, Vec<GroundTruth>) {
+        let out = Simulator::new(s).run(ticks);
+        (out.messages, out.truth)
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub fn simulate(
     faults: FaultRates,
     seed: u64,
 ) -> (Vec<Outgoing>, Vec<GroundTruth>) {
-    let mut sim = Simulator::new(FleetSpec {
+    let out = Simulator::new(FleetSpec {
         sensors,
         center: airq_domain::Location {
             lat: 48.8566,
@@ -111,35 +111,17 @@ pub fn simulate(
         interval: chrono::Duration::minutes(1),
         seed,
         faults,
-    });
-    let (mut msgs, mut truth) = (Vec::new(), Vec::new());
-    for _ in 0..ticks {
-        let t = sim.tick();
-        msgs.extend(t.messages);
-        truth.extend(t.truth);
-    }
-    msgs.extend(sim.flush_held());
-    (msgs, truth)
+    })
+    .run(ticks);
+    (out.messages, out.truth)
 }
 
 /// Every default fault rate times `factor`.
 pub fn scaled_faults(factor: f64) -> FaultRates {
-    let d = sensor_sim::config::Settings::load()
+    sensor_sim::config::Settings::load()
         .expect("sim defaults")
-        .faults;
-    FaultRates {
-        spike: d.spike * factor,
-        stuck: d.stuck * factor,
-        drift: d.drift * factor,
-        dropout: d.dropout * factor,
-        out_of_range: d.out_of_range * factor,
-        negative: d.negative * factor,
-        pm25_above_pm10: d.pm25_above_pm10 * factor,
-        malformed_json: d.malformed_json * factor,
-        missing_field: d.missing_field * factor,
-        duplicate: d.duplicate * factor,
-        late: d.late * factor,
-    }
+        .faults
+        .scaled(factor)
 }
 
 /// The test's own oracle, independent of the cleaner's decoder: a message is a reading
