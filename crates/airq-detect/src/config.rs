@@ -1,0 +1,52 @@
+//! Detector settings.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// Readings in the robust (median/MAD) window of deseasonalised values.
+    pub window: usize,
+    /// Readings a sensor needs before statistical detectors speak.
+    pub min_history: usize,
+    /// Robust z-score above which a point is an outlier (robust sigmas).
+    pub z_threshold: f64,
+    /// EWMA smoothing factor and control-limit width (sigmas of the EWMA).
+    pub ewma_lambda: f64,
+    pub ewma_limit: f64,
+    /// Page-Hinkley: allowed drift per point (sigmas) and alarm threshold.
+    pub ph_delta: f64,
+    pub ph_threshold: f64,
+    /// Smoothing of the slow level the drift test compares with, per reading.
+    pub level_alpha: f64,
+    /// Memory of the hour-of-day profile, days.
+    pub profile_tau_days: f64,
+    /// A gap longer than this many of the sensor's usual intervals is a silence...
+    pub silence_factor: f64,
+    /// ...and it must also be at least this long, s.
+    pub silence_min_secs: i64,
+    /// Firing points further apart than this many usual intervals start a new episode.
+    pub episode_gap_factor: f64,
+    /// Flatline-flagged points in a row before a stuck sensor is reported.
+    pub flatline_min_points: u32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            window: 60,
+            min_history: 30,
+            z_threshold: 6.0,
+            ewma_lambda: 0.2,
+            ewma_limit: 10.0,
+            ph_delta: 3.0,
+            ph_threshold: 60.0,
+            level_alpha: 0.01,
+            profile_tau_days: 3.0,
+            silence_factor: 4.0,
+            silence_min_secs: 60,
+            episode_gap_factor: 3.0,
+            flatline_min_points: 3,
+        }
+    }
+}

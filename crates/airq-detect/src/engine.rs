@@ -1,0 +1,483 @@
+//! Per-sensor detection state and the step that turns a processed reading into events.
+
+use std::collections::HashMap;
+
+use airq_domain::Pollutant;
+use airq_domain::processed::ProcessedReading;
+use airq_domain::qc::Flag;
+use chrono::{DateTime, Timelike, Utc};
+
+use crate::config::DetectorConfig;
+use crate::episode::{AnomalyEvent, AnomalyKind, Episode, Firing, Severity, Status};
+use crate::stats::{Ewma, HourProfile, PageHinkley, RobustWindow};
+
+#[derive(Debug, Clone)]
+struct PollutantState {
+    profile: HourProfile,
+    window: RobustWindow,
+    level: Option<f64>,
+    ewma: Ewma,
+    ph: PageHinkley,
+}
+
+impl PollutantState {
+    fn new(cfg: &DetectorConfig) -> Self {
+        Self {
+            profile: HourProfile::new(cfg.profile_tau_days),
+            window: RobustWindow::new(cfg.window),
+            level: None,
+            ewma: Ewma::default(),
+            ph: PageHinkley::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SensorState {
+    last_ts: Option<DateTime<Utc>>,
+    /// Typical seconds between readings (EWMA of normal gaps).
+    interval: Option<f64>,
+    pollutants: [PollutantState; 3],
+    open: HashMap<(Option<Pollutant>, AnomalyKind), Episode>,
+}
+
+impl SensorState {
+    fn new(cfg: &DetectorConfig) -> Self {
+        Self {
+            last_ts: None,
+            interval: None,
+            pollutants: [
+                PollutantState::new(cfg),
+                PollutantState::new(cfg),
+                PollutantState::new(cfg),
+            ],
+            open: HashMap::new(),
+        }
+    }
+}
+
+fn pollutant_label(p: Pollutant) -> &'static str {
+    match p {
+        Pollutant::Pm25 => "PM2.5",
+        Pollutant::Pm10 => "PM10",
+        Pollutant::No2 => "NO2",
+    }
+}
+
+/// Local solar hour of a reading (0..24) from UTC and longitude.
+fn local_hour(ts: DateTime<Utc>, lon: f64) -> usize {
+    let h = f64::from(ts.hour()) + f64::from(ts.minute()) / 60.0 + lon / 15.0;
+    (h.rem_euclid(24.0).floor() as usize) % 24
+}
+
+fn severity_of_z(z: f64) -> Severity {
+    match z.abs() {
+        a if a >= 12.0 => Severity::Critical,
+        a if a >= 8.0 => Severity::Warning,
+        _ => Severity::Info,
+    }
+}
+
+/// The anomaly detector over all sensors.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    cfg: DetectorConfig,
+    sensors: HashMap<String, SensorState>,
+}
+
+impl Detector {
+    pub fn new(cfg: DetectorConfig) -> Self {
+        Self {
+            cfg,
+            sensors: HashMap::new(),
+        }
+    }
+
+    /// Whether this sensor has state already (else the caller may warm it first).
+    pub fn knows(&self, sensor: &str) -> bool {
+        self.sensors.contains_key(sensor)
+    }
+
+    /// Feeds history without raising anything: state after a restart or a rebalance.
+    pub fn warm(&mut self, history: &[ProcessedReading]) {
+        for r in history {
+            let _ = self.observe(r, false);
+        }
+        // Whatever the history had open is not ours to report again.
+        for s in self.sensors.values_mut() {
+            s.open.clear();
+        }
+    }
+
+    /// Processes one reading; returns the events to publish (opened or closed anomalies).
+    pub fn process(&mut self, r: &ProcessedReading) -> Vec<AnomalyEvent> {
+        self.observe(r, true)
+    }
+
+    fn observe(&mut self, r: &ProcessedReading, emit: bool) -> Vec<AnomalyEvent> {
+        if r.flags.contains(Flag::Duplicate) || r.flags.contains(Flag::Late) {
+            return Vec::new();
+        }
+        let cfg = &self.cfg;
+        let state = self
+            .sensors
+            .entry(r.sensor_id.clone())
+            .or_insert_with(|| SensorState::new(cfg));
+        let mut firings = Vec::new();
+        let mut events = Vec::new();
+
+        // Silence: a gap much longer than this sensor's usual interval.
+        if let Some(last) = state.last_ts {
+            let gap = (r.timestamp - last).num_milliseconds() as f64 / 1000.0;
+            let usual = state.interval.unwrap_or(gap);
+            if state.interval.is_some()
+                && gap > (cfg.silence_factor * usual).max(cfg.silence_min_secs as f64)
+            {
+                let mut e = Episode::start(
+                    &r.sensor_id,
+                    Firing {
+                        pollutant: None,
+                        kind: AnomalyKind::Silence,
+                        ts: last,
+                        score: gap / usual,
+                        severity: Severity::Warning,
+                        observed: Some(gap),
+                        expected: Some(usual),
+                        explanation: format!(
+                            "no reading for {:.0} s, {:.1} times the usual {:.0} s",
+                            gap,
+                            gap / usual,
+                            usual
+                        ),
+                    },
+                );
+                e.event.end = r.timestamp;
+                e.event.status = Status::Closed;
+                events.push(e.event);
+            } else if gap > 0.0 {
+                state.interval = Some(state.interval.map_or(gap, |i| i + 0.1 * (gap - i)));
+            }
+        }
+        state.last_ts = Some(state.last_ts.map_or(r.timestamp, |l| l.max(r.timestamp)));
+
+        // Rules carried from the cleaner's flags.
+        for d in &r.flag_details {
+            let (kind, severity) = match d.flag {
+                Flag::OutOfRange => (AnomalyKind::OutOfRange, Severity::Critical),
+                Flag::Negative => (AnomalyKind::Negative, Severity::Warning),
+                Flag::Pm25AbovePm10 => (AnomalyKind::Pm25AbovePm10, Severity::Warning),
+                Flag::Flatline => (AnomalyKind::Flatline, Severity::Warning),
+                Flag::Spike => (AnomalyKind::Spike, Severity::Warning),
+                _ => continue,
+            };
+            let observed = d.pollutant.and_then(|p| r.raw.get(p));
+            let what = d.pollutant.map_or("reading", pollutant_label);
+            firings.push(Firing {
+                pollutant: d.pollutant,
+                kind,
+                ts: r.timestamp,
+                score: 1.0,
+                severity,
+                observed,
+                expected: None,
+                explanation: match observed {
+                    Some(v) => format!(
+                        "{what} {v} ug/m3 flagged {} by the cleaner",
+                        d.flag.as_str()
+                    ),
+                    None => format!("{what} flagged {} by the cleaner", d.flag.as_str()),
+                },
+            });
+        }
+
+        // Statistics per pollutant, on valid values, against the hour-of-day baseline.
+        let hour = local_hour(r.timestamp, r.location.lon);
+        for p in Pollutant::ALL {
+            let Some(x) = r.clean.get(p) else { continue };
+            let ps = &mut state.pollutants[p.index()];
+            let factor = ps.profile.factor(hour);
+            let y = x / factor;
+            if ps.window.len() >= cfg.min_history && ps.profile.is_warm() {
+                if let Some((med, sigma)) = ps
+                    .window
+                    .median_sigma((0.05 * med_guess(&ps.window)).max(0.5))
+                {
+                    let z = (y - med) / sigma;
+                    let expected = med * factor;
+                    let label = pollutant_label(p);
+                    if z.abs() > cfg.z_threshold {
+                        firings.push(Firing {
+                            pollutant: Some(p),
+                            kind: AnomalyKind::Outlier,
+                            ts: r.timestamp,
+                            score: z.abs(),
+                            severity: severity_of_z(z),
+                            observed: Some(x),
+                            expected: Some(expected),
+                            explanation: format!(
+                                "{label} {x:.0} ug/m3 is {:.1} robust sigmas {} this sensor's usual {hour:02}:00 level ({expected:.0})",
+                                z.abs(),
+                                if z > 0.0 { "above" } else { "below" }
+                            ),
+                        });
+                    }
+                    let level = *ps.level.get_or_insert(med);
+                    let rr = (y - level) / sigma;
+                    let ph = ps.ph.update(rr, cfg.ph_delta);
+                    if ph > cfg.ph_threshold {
+                        firings.push(Firing {
+                            pollutant: Some(p),
+                            kind: AnomalyKind::Drift,
+                            ts: r.timestamp,
+                            score: ph / cfg.ph_threshold,
+                            severity: Severity::Warning,
+                            observed: Some(x),
+                            expected: Some(level * factor),
+                            explanation: format!(
+                                "{label} has drifted from this sensor's level: {x:.0} ug/m3 against {:.0} expected (Page-Hinkley {ph:.0})",
+                                level * factor
+                            ),
+                        });
+                    }
+                    let ew = ps.ewma.update(rr, cfg.ewma_lambda);
+                    if ew.abs() > cfg.ewma_limit {
+                        firings.push(Firing {
+                            pollutant: Some(p),
+                            kind: AnomalyKind::Shift,
+                            ts: r.timestamp,
+                            score: ew.abs(),
+                            severity: severity_of_z(ew),
+                            observed: Some(x),
+                            expected: Some(level * factor),
+                            explanation: format!(
+                                "{label} has shifted {} its usual level: EWMA at {:.1} sigmas",
+                                if ew > 0.0 { "above" } else { "below" },
+                                ew.abs()
+                            ),
+                        });
+                    }
+                    ps.level = Some(level + cfg.level_alpha * (y - level));
+                }
+            }
+            ps.profile.update(hour, x, state.interval.unwrap_or(60.0));
+            ps.window.push(y);
+        }
+
+        events.extend(merge(state, &r.sensor_id, r.timestamp, firings, cfg));
+        if emit { events } else { Vec::new() }
+    }
+
+    /// Closes every open anomaly (end of a finite stream).
+    pub fn flush(&mut self) -> Vec<AnomalyEvent> {
+        let mut out = Vec::new();
+        for s in self.sensors.values_mut() {
+            for (_, mut e) in s.open.drain() {
+                if e.published {
+                    e.event.status = Status::Closed;
+                    out.push(e.event);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+}
+
+fn med_guess(w: &RobustWindow) -> f64 {
+    w.median_sigma(0.0).map_or(0.0, |(m, _)| m.abs())
+}
+
+fn min_points(kind: AnomalyKind, cfg: &DetectorConfig) -> u32 {
+    match kind {
+        AnomalyKind::Flatline => cfg.flatline_min_points,
+        _ => 1,
+    }
+}
+
+/// Adds this reading's firings to the sensor's episodes; closes the ones that went quiet.
+fn merge(
+    state: &mut SensorState,
+    sensor: &str,
+    ts: DateTime<Utc>,
+    firings: Vec<Firing>,
+    cfg: &DetectorConfig,
+) -> Vec<AnomalyEvent> {
+    let gap_secs = cfg.episode_gap_factor * state.interval.unwrap_or(60.0);
+    let mut out = Vec::new();
+    let mut touched = Vec::new();
+    for f in firings {
+        let key = (f.pollutant, f.kind);
+        touched.push(key);
+        match state.open.get_mut(&key) {
+            Some(ep) if ((f.ts - ep.event.end).num_milliseconds() as f64) / 1000.0 <= gap_secs => {
+                ep.extend(f)
+            }
+            _ => {
+                if let Some(mut old) = state.open.remove(&key) {
+                    if old.published {
+                        old.event.status = Status::Closed;
+                        out.push(old.event);
+                    }
+                }
+                state.open.insert(key, Episode::start(sensor, f));
+            }
+        }
+        if let Some(ep) = state.open.get_mut(&key) {
+            if !ep.published && ep.event.points >= min_points(key.1, cfg) {
+                ep.published = true;
+                out.push(ep.event.clone());
+            }
+        }
+    }
+    let quiet: Vec<_> = state
+        .open
+        .iter()
+        .filter(|(k, ep)| {
+            !touched.contains(k)
+                && ((ts - ep.event.end).num_milliseconds() as f64) / 1000.0 > gap_secs
+        })
+        .map(|(k, _)| *k)
+        .collect();
+    for k in quiet {
+        if let Some(mut ep) = state.open.remove(&k) {
+            if ep.published {
+                ep.event.status = Status::Closed;
+                out.push(ep.event);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use airq_domain::qc::QcConfig;
+    use airq_domain::sensor::Cleaner;
+    use airq_domain::{Location, Measurements, Reading};
+    use chrono::Duration;
+
+    use super::*;
+
+    /// A clean sensor with a strong NO2 rush-hour cycle, one reading a minute.
+    fn diurnal(minute: i64) -> Measurements {
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        let h = f64::from((t0 + Duration::minutes(minute)).hour());
+        let rush = 40.0 * (-(h - 8.0).powi(2) / 4.0).exp();
+        let wiggle = ((minute * 7919) % 13) as f64 / 13.0; // deterministic noise in [0, 1)
+        Measurements {
+            pm2_5: Some(12.0 + wiggle),
+            pm10: Some(24.0 + 2.0 * wiggle),
+            no2: Some(25.0 + rush + 2.0 * wiggle),
+        }
+    }
+
+    fn run(minutes: i64, mut tweak: impl FnMut(i64, &mut Measurements)) -> Vec<AnomalyEvent> {
+        let mut cleaner = Cleaner::new(QcConfig::default());
+        let mut det = Detector::new(DetectorConfig::default());
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        let mut out = Vec::new();
+        for m in 0..minutes {
+            let mut meas = diurnal(m);
+            tweak(m, &mut meas);
+            let r = Reading {
+                sensor_id: "s1".into(),
+                timestamp: t0 + Duration::minutes(m),
+                location: Location {
+                    lat: 48.85,
+                    lon: 0.0,
+                },
+                measurements: meas,
+            };
+            out.extend(det.process(&cleaner.process(r)));
+        }
+        out.extend(det.flush());
+        out
+    }
+
+    #[test]
+    fn stays_quiet_on_normal_diurnal_data() {
+        let events = run(3 * 24 * 60, |_, _| {});
+        assert!(events.is_empty(), "{:?}", events.first());
+    }
+
+    #[test]
+    fn fires_on_a_spike_and_explains_it() {
+        let events = run(2 * 24 * 60, |m, meas| {
+            if m == 2000 {
+                meas.pm2_5 = Some(312.0);
+            }
+        });
+        let outlier = events
+            .iter()
+            .find(|e| e.kind == AnomalyKind::Outlier)
+            .expect("an outlier");
+        assert_eq!(outlier.pollutant, Some(Pollutant::Pm25));
+        assert!(
+            outlier.explanation.starts_with("PM2.5 312 ug/m3 is"),
+            "{}",
+            outlier.explanation
+        );
+        assert!(events.iter().any(|e| e.kind == AnomalyKind::Spike));
+    }
+
+    #[test]
+    fn merges_an_episode_into_one_anomaly_opened_then_closed() {
+        let events = run(2 * 24 * 60, |m, meas| {
+            if (2000..2010).contains(&m) {
+                meas.no2 = Some(400.0);
+            }
+        });
+        let no2: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == AnomalyKind::Outlier && e.pollutant == Some(Pollutant::No2))
+            .collect();
+        assert_eq!(no2.len(), 2, "opened and closed: {no2:?}");
+        assert_eq!(
+            (no2[0].status, no2[1].status),
+            (Status::Open, Status::Closed)
+        );
+        assert_eq!(no2[0].id, no2[1].id);
+        assert_eq!(no2[1].points, 10);
+    }
+
+    #[test]
+    fn fires_on_a_slow_drift() {
+        let events = run(2 * 24 * 60, |m, meas| {
+            if m >= 1500 {
+                meas.pm2_5 = meas.pm2_5.map(|v| v + 0.3 * (m - 1500) as f64);
+            }
+        });
+        assert!(
+            events.iter().any(|e| e.kind == AnomalyKind::Drift),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn reports_a_silent_sensor() {
+        let mut cleaner = Cleaner::new(QcConfig::default());
+        let mut det = Detector::new(DetectorConfig::default());
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        let mut events = Vec::new();
+        for m in (0..100).chain(160..200) {
+            let r = Reading {
+                sensor_id: "s1".into(),
+                timestamp: t0 + Duration::minutes(m),
+                location: Location {
+                    lat: 48.85,
+                    lon: 0.0,
+                },
+                measurements: diurnal(m),
+            };
+            events.extend(det.process(&cleaner.process(r)));
+        }
+        let silence = events
+            .iter()
+            .find(|e| e.kind == AnomalyKind::Silence)
+            .expect("a silence");
+        assert_eq!(
+            (silence.start, silence.end),
+            (t0 + Duration::minutes(99), t0 + Duration::minutes(160))
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! Streaming anomaly detection for airq, pure: no I/O, time comes from the readings.
+//!
+//! - [`config`]: thresholds and windows (all configuration, with documented defaults);
+//! - [`stats`]: the building blocks: hour-of-day profile, robust (median/MAD) window,
+//!   EWMA control chart, Page-Hinkley drift test;
+//! - [`episode`]: merging consecutive firing points into one anomaly that is opened,
+//!   updated and closed, with a deterministic id;
+//! - [`engine`]: per-sensor state and [`engine::Detector::process`], one processed
+//!   reading in, anomaly events out.
+
+pub mod config;
+pub mod engine;
+pub mod episode;
+pub mod stats;
+
+pub use config::DetectorConfig;
+pub use engine::Detector;
+pub use episode::{AnomalyEvent, AnomalyKind, Severity, Status};
