@@ -4,7 +4,7 @@ use std::time::Duration as StdDuration;
 
 use airq_domain::Location;
 use anyhow::Context;
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +43,8 @@ pub async fn run_synthetic(
             lat: args.center_lat,
             lon: args.center_lon,
         },
-        start: args.start.unwrap_or_else(Utc::now),
+        // Live readings carry whole-second timestamps, as real sensors report them.
+        start: args.start.unwrap_or_else(|| Utc::now().trunc_subsecs(0)),
         interval,
         seed: args.seed,
         faults: if args.no_faults {
