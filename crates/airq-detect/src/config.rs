@@ -36,9 +36,9 @@ impl Default for DetectorConfig {
         Self {
             window: 60,
             min_history: 30,
-            z_threshold: 6.0,
+            z_threshold: 9.0,
             ewma_lambda: 0.2,
-            ewma_limit: 10.0,
+            ewma_limit: 20.0,
             ph_delta: 3.0,
             ph_threshold: 60.0,
             level_alpha: 0.01,

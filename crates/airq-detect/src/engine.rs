@@ -72,8 +72,8 @@ fn local_hour(ts: DateTime<Utc>, lon: f64) -> usize {
 
 fn severity_of_z(z: f64) -> Severity {
     match z.abs() {
-        a if a >= 12.0 => Severity::Critical,
-        a if a >= 8.0 => Severity::Warning,
+        a if a >= 20.0 => Severity::Critical,
+        a if a >= 12.0 => Severity::Warning,
         _ => Severity::Info,
     }
 }
