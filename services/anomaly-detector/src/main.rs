@@ -16,6 +16,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Alert rates per sensor-day by kind on the Beijing replay (real data, no injected fault).
+    ReplayRates {
+        #[arg(
+            long,
+            env = "AIRQ_BEIJING_DIR",
+            default_value = "../shared/data/beijing_prsa"
+        )]
+        data_dir: std::path::PathBuf,
+    },
     /// Score the detector on a simulated, labelled stream (precision, recall, F1, delay).
     Evaluate {
         #[arg(long, default_value_t = 20)]
@@ -41,6 +50,27 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::ReplayRates { data_dir } => {
+            let readings = sensor_sim::replay::load(&data_dir, None)?;
+            let n = readings.len();
+            let (sensor_days, by_kind) =
+                anomaly_detector::evaluate::alert_rates(readings, DetectorConfig::default());
+            println!("{n} readings, {sensor_days:.0} sensor-days");
+            println!(
+                "{:<18} {:>8} {:>16}",
+                "alert kind", "alerts", "per sensor-day"
+            );
+            let total: usize = by_kind.values().sum();
+            for (k, c) in &by_kind {
+                println!("{k:<18} {c:>8} {:>16.3}", *c as f64 / sensor_days);
+            }
+            println!(
+                "{:<18} {total:>8} {:>16.3}",
+                "all",
+                total as f64 / sensor_days
+            );
+            Ok(())
+        }
         Command::Evaluate {
             sensors,
             days,
