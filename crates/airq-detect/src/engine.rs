@@ -93,28 +93,8 @@ impl Detector {
         }
     }
 
-    /// Whether this sensor has state already (else the caller may warm it first).
-    pub fn knows(&self, sensor: &str) -> bool {
-        self.sensors.contains_key(sensor)
-    }
-
-    /// Feeds history without raising anything: state after a restart or a rebalance.
-    pub fn warm(&mut self, history: &[ProcessedReading]) {
-        for r in history {
-            let _ = self.observe(r, false);
-        }
-        // Whatever the history had open is not ours to report again.
-        for s in self.sensors.values_mut() {
-            s.open.clear();
-        }
-    }
-
     /// Processes one reading; returns the events to publish (opened or closed anomalies).
     pub fn process(&mut self, r: &ProcessedReading) -> Vec<AnomalyEvent> {
-        self.observe(r, true)
-    }
-
-    fn observe(&mut self, r: &ProcessedReading, emit: bool) -> Vec<AnomalyEvent> {
         if r.flags.contains(Flag::Duplicate) || r.flags.contains(Flag::Late) {
             return Vec::new();
         }
@@ -198,10 +178,7 @@ impl Detector {
             let factor = ps.profile.factor(hour);
             let y = x / factor;
             if ps.window.len() >= cfg.min_history && ps.profile.is_warm() {
-                if let Some((med, sigma)) = ps
-                    .window
-                    .median_sigma((0.05 * med_guess(&ps.window)).max(0.5))
-                {
+                if let Some((med, sigma)) = ps.window.median_sigma(0.5, 0.05) {
                     let z = (y - med) / sigma;
                     let expected = med * factor;
                     let label = pollutant_label(p);
@@ -264,7 +241,7 @@ impl Detector {
         }
 
         events.extend(merge(state, &r.sensor_id, r.timestamp, firings, cfg));
-        if emit { events } else { Vec::new() }
+        events
     }
 
     /// Closes every open anomaly (end of a finite stream).
@@ -281,10 +258,6 @@ impl Detector {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
-}
-
-fn med_guess(w: &RobustWindow) -> f64 {
-    w.median_sigma(0.0).map_or(0.0, |(m, _)| m.abs())
 }
 
 fn min_points(kind: AnomalyKind, cfg: &DetectorConfig) -> u32 {
@@ -360,8 +333,7 @@ mod tests {
 
     /// A clean sensor with a strong NO2 rush-hour cycle, one reading a minute.
     fn diurnal(minute: i64) -> Measurements {
-        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
-        let h = f64::from((t0 + Duration::minutes(minute)).hour());
+        let h = f64::from((t0() + Duration::minutes(minute)).hour());
         let rush = 40.0 * (-(h - 8.0).powi(2) / 4.0).exp();
         let wiggle = ((minute * 7919) % 13) as f64 / 13.0; // deterministic noise in [0, 1)
         Measurements {
@@ -371,24 +343,31 @@ mod tests {
         }
     }
 
+    /// Sensor `s1`'s reading `m` minutes after the start.
+    fn reading(m: i64, measurements: Measurements) -> Reading {
+        Reading {
+            sensor_id: "s1".into(),
+            timestamp: t0() + Duration::minutes(m),
+            location: Location {
+                lat: 48.85,
+                lon: 0.0,
+            },
+            measurements,
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        "2024-01-15T00:00:00Z".parse().unwrap()
+    }
+
     fn run(minutes: i64, mut tweak: impl FnMut(i64, &mut Measurements)) -> Vec<AnomalyEvent> {
         let mut cleaner = Cleaner::new(QcConfig::default());
         let mut det = Detector::new(DetectorConfig::default());
-        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
         let mut out = Vec::new();
         for m in 0..minutes {
             let mut meas = diurnal(m);
             tweak(m, &mut meas);
-            let r = Reading {
-                sensor_id: "s1".into(),
-                timestamp: t0 + Duration::minutes(m),
-                location: Location {
-                    lat: 48.85,
-                    lon: 0.0,
-                },
-                measurements: meas,
-            };
-            out.extend(det.process(&cleaner.process(r)));
+            out.extend(det.process(&cleaner.process(reading(m, meas))));
         }
         out.extend(det.flush());
         out
@@ -457,19 +436,9 @@ mod tests {
     fn reports_a_silent_sensor() {
         let mut cleaner = Cleaner::new(QcConfig::default());
         let mut det = Detector::new(DetectorConfig::default());
-        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
         let mut events = Vec::new();
         for m in (0..100).chain(160..200) {
-            let r = Reading {
-                sensor_id: "s1".into(),
-                timestamp: t0 + Duration::minutes(m),
-                location: Location {
-                    lat: 48.85,
-                    lon: 0.0,
-                },
-                measurements: diurnal(m),
-            };
-            events.extend(det.process(&cleaner.process(r)));
+            events.extend(det.process(&cleaner.process(reading(m, diurnal(m)))));
         }
         let silence = events
             .iter()
@@ -477,7 +446,7 @@ mod tests {
             .expect("a silence");
         assert_eq!(
             (silence.start, silence.end),
-            (t0 + Duration::minutes(99), t0 + Duration::minutes(160))
+            (t0() + Duration::minutes(99), t0() + Duration::minutes(160))
         );
     }
 }

@@ -79,8 +79,9 @@ impl RobustWindow {
         self.values.push_back(x);
     }
 
-    /// (median, robust sigma); sigma has a floor so that a quiet series is not infinitely sensitive.
-    pub fn median_sigma(&self, sigma_floor: f64) -> Option<(f64, f64)> {
+    /// (median, robust sigma). Sigma has a floor, `abs_floor` or `rel_floor` times the
+    /// median, whichever is larger, so that a quiet series is not infinitely sensitive.
+    pub fn median_sigma(&self, abs_floor: f64, rel_floor: f64) -> Option<(f64, f64)> {
         if self.values.is_empty() {
             return None;
         }
@@ -88,7 +89,12 @@ impl RobustWindow {
         let med = median(&mut v);
         let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
         let mad = median(&mut dev);
-        Some((med, (MAD_TO_SIGMA * mad).max(sigma_floor)))
+        Some((
+            med,
+            (MAD_TO_SIGMA * mad)
+                .max(abs_floor)
+                .max(rel_floor * med.abs()),
+        ))
     }
 }
 
@@ -158,7 +164,7 @@ mod tests {
         for x in [10.0, 11.0, 9.0, 10.0, 12.0, 8.0, 10.0, 11.0, 500.0] {
             w.push(x);
         }
-        let (med, sigma) = w.median_sigma(0.0).unwrap();
+        let (med, sigma) = w.median_sigma(0.0, 0.0).unwrap();
         assert_eq!(med, 10.0);
         assert!((sigma - 1.4826).abs() < 1e-9);
     }
@@ -169,7 +175,7 @@ mod tests {
         for x in [1.0, 2.0, 3.0, 100.0, 100.0] {
             w.push(x);
         }
-        assert_eq!(w.median_sigma(0.0).unwrap().0, 100.0);
+        assert_eq!(w.median_sigma(0.0, 0.0).unwrap().0, 100.0);
     }
 
     #[test]

@@ -174,11 +174,6 @@ impl Cleaner {
         }
     }
 
-    /// Number of sensors with state.
-    pub fn sensor_count(&self) -> usize {
-        self.sensors.len()
-    }
-
     /// Cleans, flags and enriches one reading, updating its sensor's state.
     pub fn process(&mut self, reading: Reading) -> ProcessedReading {
         let cfg = &self.cfg;

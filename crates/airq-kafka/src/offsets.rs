@@ -19,10 +19,6 @@ impl OffsetTracker {
         *entry = (*entry).max(offset);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.highest.is_empty()
-    }
-
     /// The list to store: Kafka's committed offset is the *next* offset to read.
     pub fn to_store(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
@@ -31,10 +27,6 @@ impl OffsetTracker {
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(offset + 1));
         }
         tpl
-    }
-
-    pub fn clear(&mut self) {
-        self.highest.clear();
     }
 }
 
@@ -57,7 +49,5 @@ mod tests {
             tpl.find_partition("raw", 1).unwrap().offset(),
             Offset::Offset(8)
         );
-        t.clear();
-        assert!(t.is_empty());
     }
 }

@@ -7,9 +7,10 @@
 //! a sensor anomaly. A fault episode is detected when an alert of the same sensor overlaps
 //! it in time; an alert is a true positive when it overlaps a fault episode of its sensor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use airq_detect::{AnomalyEvent, Detector, DetectorConfig};
+use airq_domain::Reading;
 use airq_domain::qc::QcConfig;
 use airq_domain::sensor::Cleaner;
 use airq_domain::validate::{ValidationConfig, decode};
@@ -25,57 +26,16 @@ pub fn is_sensor_fault(kind: FaultKind) -> bool {
     )
 }
 
-/// Runs the simulator, the cleaner and the detector; returns the ground truth and the
-/// final state of every alert (one per anomaly id).
-pub fn run_pipeline(
-    spec: FleetSpec,
-    ticks: u64,
+/// The production cleaning and detection over `readings`, in order; returns the final
+/// state of every alert (one per anomaly id), open ones closed at the end of the stream.
+pub fn detect(
+    readings: impl IntoIterator<Item = Reading>,
     detector: DetectorConfig,
-) -> (Vec<GroundTruth>, Vec<AnomalyEvent>) {
-    let stream = Simulator::new(spec).run(ticks);
-    let mut cleaner = Cleaner::new(QcConfig::default());
-    let mut det = Detector::new(detector);
-    let validation = ValidationConfig::default();
-    let mut alerts: BTreeMap<String, AnomalyEvent> = BTreeMap::new();
-    // The stream must be historical (the caller picks a start in the past).
-    let now = Utc::now();
-    let mut keep = |e: AnomalyEvent| {
-        alerts.insert(e.id.clone(), e);
-    };
-    for m in &stream.messages {
-        if let Ok(reading) = decode(&m.payload, now, &validation) {
-            det.process(&cleaner.process(reading))
-                .into_iter()
-                .for_each(&mut keep);
-        }
-    }
-    det.flush().into_iter().for_each(&mut keep);
-    (stream.truth, alerts.into_values().collect())
-}
-
-/// Alert rates of a fault-free stream: alerts per sensor-day by kind, with the stream's
-/// sensor-days. Used on the Beijing replay, where every alert is a real-air event or a
-/// real sensor problem, never an injected fault.
-pub fn alert_rates(
-    readings: Vec<airq_domain::Reading>,
-    detector: DetectorConfig,
-) -> (f64, BTreeMap<String, usize>) {
+) -> Vec<AnomalyEvent> {
     let mut cleaner = Cleaner::new(QcConfig::default());
     let mut det = Detector::new(detector);
     let mut alerts: BTreeMap<String, AnomalyEvent> = BTreeMap::new();
-    let (first, last) = (
-        readings.first().map(|r| r.timestamp),
-        readings.last().map(|r| r.timestamp),
-    );
-    let sensors: std::collections::BTreeSet<String> =
-        readings.iter().map(|r| r.sensor_id.clone()).collect();
     for r in readings {
-        if r.measurements.pm2_5.is_none()
-            && r.measurements.pm10.is_none()
-            && r.measurements.no2.is_none()
-        {
-            continue; // dead-lettered by the cleaner
-        }
         for e in det.process(&cleaner.process(r)) {
             alerts.insert(e.id.clone(), e);
         }
@@ -83,15 +43,56 @@ pub fn alert_rates(
     for e in det.flush() {
         alerts.insert(e.id.clone(), e);
     }
+    alerts.into_values().collect()
+}
+
+/// Runs the simulator, then [`detect`] on the messages the cleaner accepts; returns the
+/// ground truth and the alerts.
+pub fn run_pipeline(
+    spec: FleetSpec,
+    ticks: u64,
+    detector: DetectorConfig,
+) -> (Vec<GroundTruth>, Vec<AnomalyEvent>) {
+    let stream = Simulator::new(spec).run(ticks);
+    let validation = ValidationConfig::default();
+    // The stream must be historical (the caller picks a start in the past).
+    let now = Utc::now();
+    let readings = stream
+        .messages
+        .iter()
+        .filter_map(|m| decode(&m.payload, now, &validation).ok());
+    let alerts = detect(readings, detector);
+    (stream.truth, alerts)
+}
+
+/// Alert rates of a fault-free stream: alerts per sensor-day by kind, with the stream's
+/// sensor-days. Used on the Beijing replay, where every alert is a real-air event or a
+/// real sensor problem, never an injected fault.
+pub fn alert_rates(
+    readings: Vec<Reading>,
+    detector: DetectorConfig,
+) -> (f64, BTreeMap<String, usize>) {
+    let (first, last) = (
+        readings.first().map(|r| r.timestamp),
+        readings.last().map(|r| r.timestamp),
+    );
+    let sensors: BTreeSet<&str> = readings.iter().map(|r| r.sensor_id.as_str()).collect();
     let days = match (first, last) {
         (Some(a), Some(b)) => ((b - a).num_seconds() as f64 / 86_400.0).max(1.0 / 24.0),
         _ => 0.0,
     };
+    let sensor_days = days * sensors.len() as f64;
+    // A reading without any value is dead-lettered by the cleaner: it never reaches detection.
+    let has_value = |r: &Reading| {
+        r.measurements.pm2_5.is_some()
+            || r.measurements.pm10.is_some()
+            || r.measurements.no2.is_some()
+    };
     let mut by_kind = BTreeMap::new();
-    for a in alerts.values() {
+    for a in detect(readings.into_iter().filter(has_value), detector) {
         *by_kind.entry(a.kind.as_str().to_owned()).or_insert(0) += 1;
     }
-    (days * sensors.len() as f64, by_kind)
+    (sensor_days, by_kind)
 }
 
 /// Counts of one kind.

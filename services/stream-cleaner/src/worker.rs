@@ -156,26 +156,26 @@ impl Worker {
 
     /// Waits for a batch's writer; stores its offsets if it completed. Once a batch is
     /// abandoned (shutdown mid-retry), no later batch stores its offsets, or the abandoned
-    /// one would be skipped instead of redelivered. Returns whether offsets were stored.
+    /// one would be skipped instead of redelivered.
     async fn finish(
         &mut self,
         task: JoinHandle<anyhow::Result<()>>,
         offsets: OffsetTracker,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<()> {
         match task.await.context("batch writer panicked")? {
-            Ok(()) if self.abandoned => Ok(false),
+            Ok(()) if self.abandoned => Ok(()),
             Ok(()) => {
                 // Fails for partitions revoked meanwhile: their new owner gets them again.
                 if let Err(e) = self.consumer.store_offsets(&offsets.to_store()) {
                     tracing::warn!(error = %e, "offsets not stored (partition revoked?); they will be redelivered");
                 }
                 Counters::add(&self.counters.batches, 1);
-                Ok(true)
+                Ok(())
             }
             Err(e) if self.sinks.shutdown.is_cancelled() => {
                 tracing::info!(error = %e, "batch abandoned on shutdown; it will be redelivered");
                 self.abandoned = true;
-                Ok(false)
+                Ok(())
             }
             Err(e) => Err(e),
         }
