@@ -14,6 +14,9 @@ pub struct DetectorConfig {
     /// EWMA smoothing factor and control-limit width (sigmas of the EWMA).
     pub ewma_lambda: f64,
     pub ewma_limit: f64,
+    /// Residuals fed to the EWMA and Page-Hinkley are clipped to +-this many sigmas, so
+    /// one huge outlier (reported as an outlier) does not also read as a shift or drift.
+    pub residual_clip: f64,
     /// Page-Hinkley: allowed drift per point (sigmas) and alarm threshold.
     pub ph_delta: f64,
     pub ph_threshold: f64,
@@ -39,6 +42,7 @@ impl Default for DetectorConfig {
             z_threshold: 9.0,
             ewma_lambda: 0.2,
             ewma_limit: 20.0,
+            residual_clip: 30.0,
             ph_delta: 3.0,
             ph_threshold: 60.0,
             level_alpha: 0.01,

@@ -78,6 +78,17 @@ fn severity_of_z(z: f64) -> Severity {
     }
 }
 
+/// What one reading did.
+#[derive(Debug, Clone, Default)]
+pub struct Step {
+    /// Anomalies opened or closed by this reading.
+    pub events: Vec<AnomalyEvent>,
+    /// The detectors that fired on this reading (pollutant, kind).
+    pub kinds: Vec<(Option<Pollutant>, AnomalyKind)>,
+    /// Robust z-score per pollutant (by [`Pollutant::index`]), once the baseline is warm.
+    pub robust_z: [Option<f64>; 3],
+}
+
 /// The anomaly detector over all sensors.
 #[derive(Debug, Clone)]
 pub struct Detector {
@@ -93,10 +104,27 @@ impl Detector {
         }
     }
 
+    /// Whether this detector holds state for `sensor`.
+    pub fn knows(&self, sensor: &str) -> bool {
+        self.sensors.contains_key(sensor)
+    }
+
+    /// Drops a sensor's state (its partition moved to another instance): the state must be
+    /// rebuilt from history before the sensor's next reading.
+    pub fn forget(&mut self, sensor: &str) {
+        self.sensors.remove(sensor);
+    }
+
     /// Processes one reading; returns the events to publish (opened or closed anomalies).
     pub fn process(&mut self, r: &ProcessedReading) -> Vec<AnomalyEvent> {
+        self.step(r).events
+    }
+
+    /// Processes one reading; returns the events and every detector's score for it.
+    pub fn step(&mut self, r: &ProcessedReading) -> Step {
+        let mut step = Step::default();
         if r.flags.contains(Flag::Duplicate) || r.flags.contains(Flag::Late) {
-            return Vec::new();
+            return step;
         }
         let cfg = &self.cfg;
         let state = self
@@ -177,9 +205,10 @@ impl Detector {
             let ps = &mut state.pollutants[p.index()];
             let factor = ps.profile.factor(hour);
             let y = x / factor;
-            if ps.window.len() >= cfg.min_history && ps.profile.is_warm() {
-                if let Some((med, sigma)) = ps.window.median_sigma(0.5, 0.05) {
+            if ps.window.len() >= cfg.min_history && ps.profile.is_warm()
+                && let Some((med, sigma)) = ps.window.median_sigma(0.5, 0.05) {
                     let z = (y - med) / sigma;
+                    step.robust_z[p.index()] = Some(z);
                     let expected = med * factor;
                     let label = pollutant_label(p);
                     if z.abs() > cfg.z_threshold {
@@ -199,7 +228,7 @@ impl Detector {
                         });
                     }
                     let level = *ps.level.get_or_insert(med);
-                    let rr = (y - level) / sigma;
+                    let rr = ((y - level) / sigma).clamp(-cfg.residual_clip, cfg.residual_clip);
                     let ph = ps.ph.update(rr, cfg.ph_delta);
                     if ph > cfg.ph_threshold {
                         firings.push(Firing {
@@ -235,13 +264,14 @@ impl Detector {
                     }
                     ps.level = Some(level + cfg.level_alpha * (y - level));
                 }
-            }
             ps.profile.update(hour, x, state.interval.unwrap_or(60.0));
             ps.window.push(y);
         }
 
+        step.kinds = firings.iter().map(|f| (f.pollutant, f.kind)).collect();
         events.extend(merge(state, &r.sensor_id, r.timestamp, firings, cfg));
-        events
+        step.events = events;
+        step
     }
 
     /// Closes every open anomaly (end of a finite stream).
@@ -286,23 +316,21 @@ fn merge(
                 ep.extend(f)
             }
             _ => {
-                if let Some(mut old) = state.open.remove(&key) {
-                    if old.published {
+                if let Some(mut old) = state.open.remove(&key)
+                    && old.published {
                         old.event.status = Status::Closed;
                         out.push(old.event);
                     }
-                }
                 state.open.insert(key, Episode::start(sensor, f));
             }
         }
-        if let Some(ep) = state.open.get_mut(&key) {
-            if !ep.published && ep.event.points >= min_points(key.1, cfg) {
+        if let Some(ep) = state.open.get_mut(&key)
+            && !ep.published && ep.event.points >= min_points(key.1, cfg) {
                 ep.published = true;
                 out.push(ep.event.clone());
             }
-        }
     }
-    let quiet: Vec<_> = state
+    let mut quiet: Vec<_> = state
         .open
         .iter()
         .filter(|(k, ep)| {
@@ -311,13 +339,14 @@ fn merge(
         })
         .map(|(k, _)| *k)
         .collect();
+    // Deterministic event order: the same input publishes the same sequence.
+    quiet.sort_by_key(|(p, k)| (p.map(Pollutant::index), *k));
     for k in quiet {
-        if let Some(mut ep) = state.open.remove(&k) {
-            if ep.published {
+        if let Some(mut ep) = state.open.remove(&k)
+            && ep.published {
                 ep.event.status = Status::Closed;
                 out.push(ep.event);
             }
-        }
     }
     out
 }

@@ -14,5 +14,5 @@ pub mod episode;
 pub mod stats;
 
 pub use config::DetectorConfig;
-pub use engine::Detector;
+pub use engine::{Detector, Step};
 pub use episode::{AnomalyEvent, AnomalyKind, Severity, Status};

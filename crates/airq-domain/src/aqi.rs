@@ -85,7 +85,7 @@ fn truncate(x: f64, decimals: i32) -> f64 {
 
 /// US AQI sub-index of one pollutant from a concentration in ug/m3 (`None` if negative or NaN).
 pub fn sub_index(p: Pollutant, ugm3: f64) -> Option<u16> {
-    if !(ugm3 >= 0.0) {
+    if ugm3.is_nan() || ugm3 < 0.0 {
         return None;
     }
     let (table, c) = match p {
@@ -173,7 +173,7 @@ fn eaqi_upper_bounds(p: Pollutant) -> [f64; 5] {
 
 /// EAQI band of one pollutant (`None` if negative or NaN).
 pub fn eaqi_band_of(p: Pollutant, ugm3: f64) -> Option<EaqiBand> {
-    if !(ugm3 >= 0.0) {
+    if ugm3.is_nan() || ugm3 < 0.0 {
         return None;
     }
     let idx = eaqi_upper_bounds(p)

@@ -64,14 +64,13 @@ impl SensorState {
         flags: &mut Vec<FlagEntry>,
     ) {
         let i = p.index();
-        if let Some((prev_ts, prev)) = self.last_valid[i] {
-            if is_spike(p, prev, v, ts - prev_ts, cfg) {
+        if let Some((prev_ts, prev)) = self.last_valid[i]
+            && is_spike(p, prev, v, ts - prev_ts, cfg) {
                 flags.push(FlagEntry {
                     flag: Flag::Spike,
                     pollutant: Some(p),
                 });
             }
-        }
         let repeats = match self.repeats[i] {
             Some((prev, n)) if prev == v => n + 1,
             _ => 1,
@@ -199,14 +198,13 @@ impl Cleaner {
                 }
             }
         }
-        if let (Some(pm25), Some(pm10)) = (clean.pm2_5, clean.pm10) {
-            if pm25_above_pm10(pm25, pm10) {
+        if let (Some(pm25), Some(pm10)) = (clean.pm2_5, clean.pm10)
+            && pm25_above_pm10(pm25, pm10) {
                 details.push(FlagEntry {
                     flag: Flag::Pm25AbovePm10,
                     pollutant: None,
                 });
             }
-        }
 
         if state.seen.contains(&ts) {
             details.push(FlagEntry {

@@ -3,8 +3,10 @@
 //!
 //! - [`connect`] / [`migrate`]: pool and schema;
 //! - [`readings`]: idempotent batch insert of cleaned readings keyed by `(sensor_id, ts)`;
+//! - [`anomalies`]: idempotent upsert of anomaly episodes keyed by their id;
 //! - [`daily`]: the daily per-sensor statistics batch.
 
+pub mod anomalies;
 pub mod daily;
 pub mod readings;
 
@@ -69,4 +71,26 @@ pub fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, Store
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     MIGRATOR.run(pool).await?;
     Ok(())
+}
+
+/// Applies migrations, retrying while the database is not reachable (until `shutdown`).
+pub async fn migrate_with_retry(
+    pool: &PgPool,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<(), StoreError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match migrate(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "database not ready; retrying migrations");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

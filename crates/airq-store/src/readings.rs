@@ -102,3 +102,60 @@ pub async fn insert_readings(pool: &PgPool, batch: &[ProcessedReading]) -> Resul
         .await?;
     Ok(done.rows_affected())
 }
+
+/// A stored reading as received (raw values) with the flags the cleaner gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRaw {
+    pub reading: airq_domain::Reading,
+    pub flags: airq_domain::qc::Flags,
+}
+
+const HISTORY: &str = r#"
+SELECT r.sensor_id, r.ts, r.lat, r.lon, r.pm2_5_raw, r.pm10_raw, r.no2_raw, r.flags
+FROM UNNEST($1::text[], $2::timestamptz[]) AS w(sensor_id, before)
+JOIN readings r ON r.sensor_id = w.sensor_id AND r.ts >= w.before - $3::interval AND r.ts < w.before
+ORDER BY r.sensor_id, r.ts
+"#;
+
+/// The readings of each `(sensor, before)` pair in `[before - window, before)`, by sensor
+/// then time: the history a stateful consumer replays to warm up.
+pub async fn history(
+    pool: &PgPool,
+    sensors: &[(String, DateTime<Utc>)],
+    window: chrono::Duration,
+) -> Result<Vec<StoredRaw>, StoreError> {
+    use sqlx::Row;
+    if sensors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, before): (Vec<String>, Vec<DateTime<Utc>>) = sensors.iter().cloned().unzip();
+    let window = sqlx::postgres::types::PgInterval::try_from(window)
+        .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
+    let rows = sqlx::query(HISTORY)
+        .bind(ids)
+        .bind(before)
+        .bind(window)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredRaw {
+                reading: airq_domain::Reading {
+                    sensor_id: row.try_get(0)?,
+                    timestamp: row.try_get(1)?,
+                    location: airq_domain::Location {
+                        lat: row.try_get(2)?,
+                        lon: row.try_get(3)?,
+                    },
+                    measurements: airq_domain::Measurements {
+                        pm2_5: row.try_get(4)?,
+                        pm10: row.try_get(5)?,
+                        no2: row.try_get(6)?,
+                    },
+                },
+                flags: airq_domain::qc::Flags(row.try_get::<i32, _>(7)? as u32),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}

@@ -1,7 +1,17 @@
 //! anomaly-detector: per-sensor streaming anomaly detection (the detectors live in
 //! `airq-detect`).
 //!
+//! - [`worker`] / [`startup`]: the streaming service: `processed_data` in, the
+//!   `anomalies` topic and table out, at least once with idempotent sinks;
+//! - [`fleet`]: the owned sensors' state, warmed from PostgreSQL history on first sight
+//!   and dropped when a partition moves;
 //! - [`evaluate`]: the offline evaluation: the same detector code over a labelled stream
-//!   from the simulator, scored against its ground truth (precision, recall, F1, delay).
+//!   from the simulator, scored against its ground truth (precision, recall, F1, delay);
+//! - [`score`]: the detectors over any univariate CSV time series.
 
+pub mod config;
 pub mod evaluate;
+pub mod fleet;
+pub mod score;
+pub mod startup;
+pub mod worker;

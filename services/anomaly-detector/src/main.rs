@@ -1,6 +1,10 @@
+use std::path::PathBuf;
+
 use airq_detect::DetectorConfig;
 use airq_domain::Location;
+use anomaly_detector::config::Settings;
 use anomaly_detector::evaluate::{run_pipeline, score};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -11,11 +15,32 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Consume processed_data and publish and store anomalies until stopped (the default).
+    Run,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Score a univariate time series from a CSV file; writes per-row score and flag as CSV.
+    Score {
+        #[arg(long)]
+        csv: PathBuf,
+        /// The column holding the values.
+        #[arg(long)]
+        value_column: String,
+        /// The column holding the timestamps (RFC 3339 or `YYYY-MM-DD HH:MM:SS` in UTC).
+        #[arg(long)]
+        timestamp_column: Option<String>,
+        /// Seconds between rows when there is no timestamp column.
+        #[arg(long, default_value_t = 3600)]
+        interval_secs: i64,
+        /// Where to write the scores (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Alert rates per sensor-day by kind on the Beijing replay (real data, no injected fault).
     ReplayRates {
         #[arg(
@@ -48,13 +73,51 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    airq_runtime::init_tracing("info,rdkafka=warn,sqlx=warn");
     let cli = Cli::parse();
-    match cli.command {
+    let settings = Settings::load().context("loading configuration")?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => tokio_main(async {
+            let shutdown = airq_runtime::shutdown_token();
+            anomaly_detector::startup::run(settings, shutdown).await
+        }),
+        Command::Migrate => tokio_main(async {
+            let pool = airq_store::connect(&settings.database.url, 1)?;
+            let shutdown = airq_runtime::shutdown_token();
+            Ok(airq_store::migrate_with_retry(&pool, &shutdown).await?)
+        }),
+        Command::Score {
+            csv,
+            value_column,
+            timestamp_column,
+            interval_secs,
+            output,
+        } => {
+            let input = std::fs::File::open(&csv)
+                .with_context(|| format!("opening {}", csv.display()))?;
+            let columns = anomaly_detector::score::Columns {
+                value: value_column,
+                timestamp: timestamp_column,
+                interval_secs,
+            };
+            let out: Box<dyn std::io::Write> = match &output {
+                Some(p) => Box::new(
+                    std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let s = anomaly_detector::score::score_csv(input, out, &columns, settings.detect)?;
+            eprintln!(
+                "{} rows scored, {} missing, {} flagged",
+                s.rows, s.missing, s.flagged
+            );
+            Ok(())
+        }
         Command::ReplayRates { data_dir } => {
             let readings = sensor_sim::replay::load(&data_dir, None)?;
             let n = readings.len();
             let (sensor_days, by_kind) =
-                anomaly_detector::evaluate::alert_rates(readings, DetectorConfig::default());
+                anomaly_detector::evaluate::alert_rates(readings, settings.detect);
             println!("{n} readings, {sensor_days:.0} sensor-days");
             println!(
                 "{:<18} {:>8} {:>16}",
@@ -80,7 +143,7 @@ fn main() -> anyhow::Result<()> {
             ewma_limit,
             ph_threshold,
         } => {
-            let d = DetectorConfig::default();
+            let d = settings.detect;
             let cfg = DetectorConfig {
                 z_threshold: z_threshold.unwrap_or(d.z_threshold),
                 ewma_limit: ewma_limit.unwrap_or(d.ewma_limit),
@@ -138,4 +201,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn tokio_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(f)
 }

@@ -105,8 +105,8 @@ impl Simulator {
             };
             let mut payload = None;
             // A new fault only starts on a sensor that is behaving normally.
-            if self.ongoing[i].is_none() && delivery == Delivery::Now {
-                if let Some(kind) = self.spec.faults.draw(&mut self.rng) {
+            if self.ongoing[i].is_none() && delivery == Delivery::Now
+                && let Some(kind) = self.spec.faults.draw(&mut self.rng) {
                     let record = |end: DateTime<Utc>, pollutant| GroundTruth {
                         sensor_id: reading.sensor_id.clone(),
                         kind,
@@ -149,7 +149,6 @@ impl Simulator {
                         }
                     }
                 }
-            }
             let msg = Outgoing {
                 key: reading.sensor_id.clone(),
                 payload: payload.unwrap_or_else(|| reading.to_json()),

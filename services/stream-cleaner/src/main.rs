@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run => startup::run(settings, shutdown).await,
         Command::Migrate => {
             let pool = airq_store::connect(&settings.database.url, 1)?;
-            startup::migrate_with_retry(&pool, &shutdown).await
+            Ok(airq_store::migrate_with_retry(&pool, &shutdown).await?)
         }
         Command::Daily { date } => {
             let day = date.unwrap_or_else(|| (Utc::now() - Duration::days(1)).date_naive());

@@ -4,36 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::counters::Counters;
 use crate::worker::Worker;
 
-/// Applies migrations, retrying while the database is not reachable.
-pub async fn migrate_with_retry(pool: &PgPool, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match airq_store::migrate(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "database not ready; retrying migrations");
-                tokio::select! {
-                    _ = shutdown.cancelled() => anyhow::bail!("shutdown before the database was ready"),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e).context("applying migrations"),
-        }
-    }
-}
-
 /// Runs the cleaner until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = airq_store::connect(&settings.database.url, settings.database.max_connections)?;
-    migrate_with_retry(&pool, &shutdown).await?;
+    airq_store::migrate_with_retry(&pool, &shutdown).await?;
     let k = &settings.kafka;
     airq_kafka::admin::ensure_topics(
         &k.brokers,

@@ -1,0 +1,162 @@
+//! The detector state of the sensors this instance owns, kept valid across restarts and
+//! rebalances: a sensor's state is warmed from its stored history before its first
+//! reading is processed, and dropped when its partition's offsets show a gap or a rewind
+//! (another instance processed that partition meanwhile).
+
+use std::collections::{HashMap, HashSet};
+
+use airq_detect::{AnomalyEvent, Detector, DetectorConfig};
+use airq_domain::ProcessedReading;
+use airq_domain::qc::{Flag, QcConfig};
+use airq_domain::sensor::Cleaner;
+use airq_store::readings::StoredRaw;
+
+pub struct Fleet {
+    detector: Detector,
+    qc: QcConfig,
+    warmed: HashSet<String>,
+    next_offset: HashMap<(String, i32), i64>,
+    sensors_of: HashMap<(String, i32), HashSet<String>>,
+}
+
+impl Fleet {
+    pub fn new(detect: DetectorConfig, qc: QcConfig) -> Self {
+        Self {
+            detector: Detector::new(detect),
+            qc,
+            warmed: HashSet::new(),
+            next_offset: HashMap::new(),
+            sensors_of: HashMap::new(),
+        }
+    }
+
+    /// Records a message of `sensor` at `offset` of a partition. Offsets of a partition
+    /// this instance kept are contiguous; if not, every sensor of the partition is dropped
+    /// and will be warmed again. Returns the number of sensors dropped.
+    pub fn observe(&mut self, topic: &str, partition: i32, offset: i64, sensor: &str) -> usize {
+        let key = (topic.to_owned(), partition);
+        let mut dropped = 0;
+        if let Some(&expected) = self.next_offset.get(&key)
+            && offset != expected {
+                for s in self.sensors_of.remove(&key).unwrap_or_default() {
+                    self.detector.forget(&s);
+                    self.warmed.remove(&s);
+                    dropped += 1;
+                }
+            }
+        self.next_offset.insert(key.clone(), offset + 1);
+        self.sensors_of
+            .entry(key)
+            .or_default()
+            .insert(sensor.to_owned());
+        dropped
+    }
+
+    pub fn needs_warm(&self, sensor: &str) -> bool {
+        !self.warmed.contains(sensor)
+    }
+
+    /// Rebuilds `sensor`'s state from its stored history (oldest first), through the same
+    /// cleaning and detection code as the stream; the events it raises were published
+    /// when those readings were first processed, so they are dropped. Late readings are
+    /// skipped, as they were live.
+    pub fn warm(&mut self, sensor: &str, history: &[StoredRaw]) {
+        self.detector.forget(sensor);
+        let mut cleaner = Cleaner::new(self.qc.clone());
+        for h in history.iter().filter(|h| !h.flags.contains(Flag::Late)) {
+            let _replayed = self.detector.process(&cleaner.process(h.reading.clone()));
+        }
+        self.warmed.insert(sensor.to_owned());
+    }
+
+    pub fn process(&mut self, r: &ProcessedReading) -> Vec<AnomalyEvent> {
+        self.detector.process(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airq_domain::{Location, Measurements, Reading};
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::*;
+
+    fn raw(sensor: &str, minute: i64, pm2_5: f64) -> Reading {
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        Reading {
+            sensor_id: sensor.into(),
+            timestamp: t0 + Duration::minutes(minute),
+            location: Location { lat: 0.0, lon: 0.0 },
+            measurements: Measurements {
+                pm2_5: Some(pm2_5),
+                pm10: Some(2.0 * pm2_5),
+                no2: Some(20.0),
+            },
+        }
+    }
+
+    #[test]
+    fn a_gap_in_a_partition_drops_its_sensors_only() {
+        let mut f = Fleet::new(DetectorConfig::default(), QcConfig::default());
+        f.warm("a", &[]);
+        f.warm("b", &[]);
+        assert_eq!(f.observe("t", 0, 10, "a"), 0);
+        assert_eq!(f.observe("t", 1, 5, "b"), 0);
+        assert_eq!(f.observe("t", 0, 11, "a"), 0, "contiguous");
+        assert_eq!(f.observe("t", 0, 20, "a"), 1, "a gap");
+        assert!(f.needs_warm("a"));
+        assert!(!f.needs_warm("b"));
+        assert_eq!(f.observe("t", 1, 3, "b"), 1, "a rewind");
+    }
+
+    #[test]
+    fn a_warmed_detector_continues_like_one_that_saw_everything() {
+        // A day of history, then a stuck-sensor episode that straddles the restart point.
+        let history: Vec<Reading> = (0..1500)
+            .map(|m| raw("s", m, 10.0 + (m % 7) as f64))
+            .chain((1500..1503).map(|m| raw("s", m, 50.0)))
+            .collect();
+        let live: Vec<Reading> = (1503..1510)
+            .map(|m| raw("s", m, 50.0))
+            .chain((1510..1520).map(|m| raw("s", m, 10.0 + (m % 7) as f64)))
+            .collect();
+
+        let mut whole = Fleet::new(DetectorConfig::default(), QcConfig::default());
+        let mut cleaner = Cleaner::new(QcConfig::default());
+        for r in &history {
+            whole.process(&cleaner.process(r.clone()));
+        }
+        let expected: Vec<_> = live
+            .iter()
+            .flat_map(|r| whole.process(&cleaner.process(r.clone())))
+            .collect();
+
+        let mut restarted = Fleet::new(DetectorConfig::default(), QcConfig::default());
+        let stored: Vec<StoredRaw> = history
+            .iter()
+            .map(|r| StoredRaw {
+                reading: r.clone(),
+                flags: Default::default(),
+            })
+            .collect();
+        restarted.warm("s", &stored);
+        let mut live_cleaner = cleaner_after(&history);
+        let got: Vec<_> = live
+            .iter()
+            .flat_map(|r| restarted.process(&live_cleaner.process(r.clone())))
+            .collect();
+        assert_eq!(got, expected);
+        assert!(
+            got.iter().any(|e| e.kind == airq_detect::AnomalyKind::Flatline),
+            "the straddling episode closes after the restart: {got:?}"
+        );
+    }
+
+    fn cleaner_after(history: &[Reading]) -> Cleaner {
+        let mut c = Cleaner::new(QcConfig::default());
+        for r in history {
+            c.process(r.clone());
+        }
+        c
+    }
+}
