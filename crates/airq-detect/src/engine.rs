@@ -205,14 +205,16 @@ impl Detector {
             let ps = &mut state.pollutants[p.index()];
             let factor = ps.profile.factor(hour);
             let y = x / factor;
-            if ps.window.len() >= cfg.min_history && ps.profile.is_warm()
-                && let Some((med, sigma)) = ps.window.median_sigma(0.5, 0.05) {
-                    let z = (y - med) / sigma;
-                    step.robust_z[p.index()] = Some(z);
-                    let expected = med * factor;
-                    let label = pollutant_label(p);
-                    if z.abs() > cfg.z_threshold {
-                        firings.push(Firing {
+            if ps.window.len() >= cfg.min_history
+                && ps.profile.is_warm()
+                && let Some((med, sigma)) = ps.window.median_sigma(0.5, 0.05)
+            {
+                let z = (y - med) / sigma;
+                step.robust_z[p.index()] = Some(z);
+                let expected = med * factor;
+                let label = pollutant_label(p);
+                if z.abs() > cfg.z_threshold {
+                    firings.push(Firing {
                             pollutant: Some(p),
                             kind: AnomalyKind::Outlier,
                             ts: r.timestamp,
@@ -226,12 +228,12 @@ impl Detector {
                                 if z > 0.0 { "above" } else { "below" }
                             ),
                         });
-                    }
-                    let level = *ps.level.get_or_insert(med);
-                    let rr = ((y - level) / sigma).clamp(-cfg.residual_clip, cfg.residual_clip);
-                    let ph = ps.ph.update(rr, cfg.ph_delta);
-                    if ph > cfg.ph_threshold {
-                        firings.push(Firing {
+                }
+                let level = *ps.level.get_or_insert(med);
+                let rr = ((y - level) / sigma).clamp(-cfg.residual_clip, cfg.residual_clip);
+                let ph = ps.ph.update(rr, cfg.ph_delta);
+                if ph > cfg.ph_threshold {
+                    firings.push(Firing {
                             pollutant: Some(p),
                             kind: AnomalyKind::Drift,
                             ts: r.timestamp,
@@ -244,26 +246,26 @@ impl Detector {
                                 level * factor
                             ),
                         });
-                    }
-                    let ew = ps.ewma.update(rr, cfg.ewma_lambda);
-                    if ew.abs() > cfg.ewma_limit {
-                        firings.push(Firing {
-                            pollutant: Some(p),
-                            kind: AnomalyKind::Shift,
-                            ts: r.timestamp,
-                            score: ew.abs(),
-                            severity: severity_of_z(ew),
-                            observed: Some(x),
-                            expected: Some(level * factor),
-                            explanation: format!(
-                                "{label} has shifted {} its usual level: EWMA at {:.1} sigmas",
-                                if ew > 0.0 { "above" } else { "below" },
-                                ew.abs()
-                            ),
-                        });
-                    }
-                    ps.level = Some(level + cfg.level_alpha * (y - level));
                 }
+                let ew = ps.ewma.update(rr, cfg.ewma_lambda);
+                if ew.abs() > cfg.ewma_limit {
+                    firings.push(Firing {
+                        pollutant: Some(p),
+                        kind: AnomalyKind::Shift,
+                        ts: r.timestamp,
+                        score: ew.abs(),
+                        severity: severity_of_z(ew),
+                        observed: Some(x),
+                        expected: Some(level * factor),
+                        explanation: format!(
+                            "{label} has shifted {} its usual level: EWMA at {:.1} sigmas",
+                            if ew > 0.0 { "above" } else { "below" },
+                            ew.abs()
+                        ),
+                    });
+                }
+                ps.level = Some(level + cfg.level_alpha * (y - level));
+            }
             ps.profile.update(hour, x, state.interval.unwrap_or(60.0));
             ps.window.push(y);
         }
@@ -317,18 +319,21 @@ fn merge(
             }
             _ => {
                 if let Some(mut old) = state.open.remove(&key)
-                    && old.published {
-                        old.event.status = Status::Closed;
-                        out.push(old.event);
-                    }
+                    && old.published
+                {
+                    old.event.status = Status::Closed;
+                    out.push(old.event);
+                }
                 state.open.insert(key, Episode::start(sensor, f));
             }
         }
         if let Some(ep) = state.open.get_mut(&key)
-            && !ep.published && ep.event.points >= min_points(key.1, cfg) {
-                ep.published = true;
-                out.push(ep.event.clone());
-            }
+            && !ep.published
+            && ep.event.points >= min_points(key.1, cfg)
+        {
+            ep.published = true;
+            out.push(ep.event.clone());
+        }
     }
     let mut quiet: Vec<_> = state
         .open
@@ -343,10 +348,11 @@ fn merge(
     quiet.sort_by_key(|(p, k)| (p.map(Pollutant::index), *k));
     for k in quiet {
         if let Some(mut ep) = state.open.remove(&k)
-            && ep.published {
-                ep.event.status = Status::Closed;
-                out.push(ep.event);
-            }
+            && ep.published
+        {
+            ep.event.status = Status::Closed;
+            out.push(ep.event);
+        }
     }
     out
 }

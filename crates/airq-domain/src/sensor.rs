@@ -65,12 +65,13 @@ impl SensorState {
     ) {
         let i = p.index();
         if let Some((prev_ts, prev)) = self.last_valid[i]
-            && is_spike(p, prev, v, ts - prev_ts, cfg) {
-                flags.push(FlagEntry {
-                    flag: Flag::Spike,
-                    pollutant: Some(p),
-                });
-            }
+            && is_spike(p, prev, v, ts - prev_ts, cfg)
+        {
+            flags.push(FlagEntry {
+                flag: Flag::Spike,
+                pollutant: Some(p),
+            });
+        }
         let repeats = match self.repeats[i] {
             Some((prev, n)) if prev == v => n + 1,
             _ => 1,
@@ -199,12 +200,13 @@ impl Cleaner {
             }
         }
         if let (Some(pm25), Some(pm10)) = (clean.pm2_5, clean.pm10)
-            && pm25_above_pm10(pm25, pm10) {
-                details.push(FlagEntry {
-                    flag: Flag::Pm25AbovePm10,
-                    pollutant: None,
-                });
-            }
+            && pm25_above_pm10(pm25, pm10)
+        {
+            details.push(FlagEntry {
+                flag: Flag::Pm25AbovePm10,
+                pollutant: None,
+            });
+        }
 
         if state.seen.contains(&ts) {
             details.push(FlagEntry {

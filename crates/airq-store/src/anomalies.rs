@@ -39,7 +39,8 @@ pub async fn upsert_anomalies(pool: &PgPool, events: &[AnomalyEvent]) -> Result<
     if events.is_empty() {
         return Ok(0);
     }
-    let text = |f: &dyn Fn(&AnomalyEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let text =
+        |f: &dyn Fn(&AnomalyEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     let ts = |f: &dyn Fn(&AnomalyEvent) -> DateTime<Utc>| {
         events.iter().map(|e| f(e)).collect::<Vec<_>>()
     };
@@ -95,7 +96,11 @@ pub async fn stored_status(
     Ok(rows
         .into_iter()
         .map(|(id, s)| {
-            let status = if s == "closed" { Status::Closed } else { Status::Open };
+            let status = if s == "closed" {
+                Status::Closed
+            } else {
+                Status::Open
+            };
             (id, status)
         })
         .collect())

@@ -37,13 +37,14 @@ impl Fleet {
         let key = (topic.to_owned(), partition);
         let mut dropped = 0;
         if let Some(&expected) = self.next_offset.get(&key)
-            && offset != expected {
-                for s in self.sensors_of.remove(&key).unwrap_or_default() {
-                    self.detector.forget(&s);
-                    self.warmed.remove(&s);
-                    dropped += 1;
-                }
+            && offset != expected
+        {
+            for s in self.sensors_of.remove(&key).unwrap_or_default() {
+                self.detector.forget(&s);
+                self.warmed.remove(&s);
+                dropped += 1;
             }
+        }
         self.next_offset.insert(key.clone(), offset + 1);
         self.sensors_of
             .entry(key)
@@ -147,7 +148,8 @@ mod tests {
             .collect();
         assert_eq!(got, expected);
         assert!(
-            got.iter().any(|e| e.kind == airq_detect::AnomalyKind::Flatline),
+            got.iter()
+                .any(|e| e.kind == airq_detect::AnomalyKind::Flatline),
             "the straddling episode closes after the restart: {got:?}"
         );
     }

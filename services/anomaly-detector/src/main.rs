@@ -93,8 +93,8 @@ fn main() -> anyhow::Result<()> {
             interval_secs,
             output,
         } => {
-            let input = std::fs::File::open(&csv)
-                .with_context(|| format!("opening {}", csv.display()))?;
+            let input =
+                std::fs::File::open(&csv).with_context(|| format!("opening {}", csv.display()))?;
             let columns = anomaly_detector::score::Columns {
                 value: value_column,
                 timestamp: timestamp_column,
@@ -102,7 +102,8 @@ fn main() -> anyhow::Result<()> {
             };
             let out: Box<dyn std::io::Write> = match &output {
                 Some(p) => Box::new(
-                    std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
                 ),
                 None => Box::new(std::io::stdout().lock()),
             };

@@ -34,10 +34,15 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|t| t.and_utc())
+    [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .map(|t| t.and_utc())
 }
 
 /// Scores every row of `input` and writes `timestamp,value,robust_z,flag,detectors`.
@@ -82,13 +87,24 @@ pub fn score_csv(
             .filter(|v| v.is_finite());
         let Some(value) = value else {
             summary.missing += 1;
-            out.write_record([ts.to_rfc3339(), String::new(), String::new(), "0".into(), String::new()])?;
+            out.write_record([
+                ts.to_rfc3339(),
+                String::new(),
+                String::new(),
+                "0".into(),
+                String::new(),
+            ])?;
             continue;
         };
         let step = det.step(&series_point(ts, value));
         let z = step.robust_z[Pollutant::Pm25.index()];
         let mut kinds: Vec<&str> = step.kinds.iter().map(|(_, k)| k.as_str()).collect();
-        kinds.extend(step.events.iter().filter(|e| e.kind == airq_detect::AnomalyKind::Silence).map(|e| e.kind.as_str()));
+        kinds.extend(
+            step.events
+                .iter()
+                .filter(|e| e.kind == airq_detect::AnomalyKind::Silence)
+                .map(|e| e.kind.as_str()),
+        );
         kinds.sort_unstable();
         kinds.dedup();
         summary.flagged += usize::from(!kinds.is_empty());
@@ -134,10 +150,17 @@ mod tests {
         for h in 0..hours {
             let t = start() + chrono::Duration::hours(h as i64);
             let daily = 10.0 * (std::f64::consts::TAU * (h % 24) as f64 / 24.0).sin();
-            let v = if h == spike_at { 400.0 } else { 50.0 + daily + (h * 7 % 5) as f64 };
+            let v = if h == spike_at {
+                400.0
+            } else {
+                50.0 + daily + (h * 7 % 5) as f64
+            };
             s.push_str(&format!("{},{v}\n", t.format("%Y-%m-%d %H:%M:%S")));
         }
-        s.push_str(&format!("{},NA\n", (start() + chrono::Duration::hours(hours as i64)).to_rfc3339()));
+        s.push_str(&format!(
+            "{},NA\n",
+            (start() + chrono::Duration::hours(hours as i64)).to_rfc3339()
+        ));
         s
     }
 
@@ -154,12 +177,24 @@ mod tests {
             timestamp: Some("when".into()),
             interval_secs: 3600,
         };
-        let summary = score_csv(input.as_bytes(), &mut out, &cols, DetectorConfig::default()).unwrap();
-        assert_eq!(summary, Summary { rows: 121, missing: 1, flagged: 1 });
+        let summary =
+            score_csv(input.as_bytes(), &mut out, &cols, DetectorConfig::default()).unwrap();
+        assert_eq!(
+            summary,
+            Summary {
+                rows: 121,
+                missing: 1,
+                flagged: 1
+            }
+        );
         let text = String::from_utf8(out).unwrap();
         let flagged: Vec<&str> = text.lines().filter(|l| l.contains(",1,")).collect();
         assert_eq!(flagged.len(), 1, "{text}");
-        assert!(flagged[0].starts_with("2024-01-05T03:00:00+00:00,400,"), "{}", flagged[0]);
+        assert!(
+            flagged[0].starts_with("2024-01-05T03:00:00+00:00,400,"),
+            "{}",
+            flagged[0]
+        );
         assert!(flagged[0].ends_with("outlier"), "{}", flagged[0]);
     }
 
@@ -170,8 +205,13 @@ mod tests {
             timestamp: None,
             interval_secs: 60,
         };
-        let err = score_csv("a,b\n1,2\n".as_bytes(), Vec::new(), &cols, DetectorConfig::default())
-            .unwrap_err();
+        let err = score_csv(
+            "a,b\n1,2\n".as_bytes(),
+            Vec::new(),
+            &cols,
+            DetectorConfig::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no column \"pm\""), "{err}");
     }
 

@@ -15,7 +15,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let k = &settings.kafka;
     airq_kafka::admin::ensure_topics(
         &k.brokers,
-        &[&k.topics.processed, &k.topics.anomalies, &k.topics.dead_letter],
+        &[
+            &k.topics.processed,
+            &k.topics.anomalies,
+            &k.topics.dead_letter,
+        ],
         k.partitions,
     )
     .await
@@ -28,5 +32,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     // Anomalies are rare and latency matters: no linger.
     let producer = airq_kafka::client::producer(&k.brokers, 0)?;
     tracing::info!(group = %settings.detector.group_id, topic = %k.topics.processed, "anomaly-detector started");
-    Worker::new(settings, consumer, producer, pool, shutdown).run().await
+    Worker::new(settings, consumer, producer, pool, shutdown)
+        .run()
+        .await
 }

@@ -149,8 +149,7 @@ impl Worker {
         let parsed: Vec<Result<ProcessedReading, String>> = messages
             .iter()
             .map(|m| {
-                serde_json::from_slice(m.payload().unwrap_or_default())
-                    .map_err(|e| e.to_string())
+                serde_json::from_slice(m.payload().unwrap_or_default()).map_err(|e| e.to_string())
             })
             .collect();
 
@@ -188,7 +187,8 @@ impl Worker {
             };
             self.counters.dropped +=
                 self.fleet
-                    .observe(m.topic(), m.partition(), m.offset(), &r.sensor_id) as u64;
+                    .observe(m.topic(), m.partition(), m.offset(), &r.sensor_id)
+                    as u64;
             if self.fleet.needs_warm(&r.sensor_id) {
                 let history = match prefetched.remove(&r.sensor_id) {
                     Some(h) => h,

@@ -105,50 +105,51 @@ impl Simulator {
             };
             let mut payload = None;
             // A new fault only starts on a sensor that is behaving normally.
-            if self.ongoing[i].is_none() && delivery == Delivery::Now
-                && let Some(kind) = self.spec.faults.draw(&mut self.rng) {
-                    let record = |end: DateTime<Utc>, pollutant| GroundTruth {
-                        sensor_id: reading.sensor_id.clone(),
-                        kind,
-                        start: ts,
-                        end,
-                        pollutant,
-                        invalid_message: kind.is_invalid_message(),
-                    };
-                    match kind {
-                        FaultKind::Stuck | FaultKind::Drift | FaultKind::Dropout => {
-                            if let Some((mut fault, n, pollutant)) =
-                                start_ongoing(kind, &reading.measurements, &mut self.rng)
-                            {
-                                let end = ts + self.spec.interval * (n as i32 - 1).max(0);
-                                out.truth.push(record(end, pollutant));
-                                let (d, running) =
-                                    apply_ongoing(&mut fault, &mut reading.measurements);
-                                delivery = d;
-                                self.ongoing[i] = running.then_some(fault);
-                            }
-                        }
-                        FaultKind::MalformedJson | FaultKind::MissingField => {
-                            out.truth.push(record(ts, None));
-                            payload = Some(corrupt_message(kind, &reading, &mut self.rng));
-                        }
-                        FaultKind::Duplicate => {
-                            out.truth.push(record(ts, None));
-                            delivery = Delivery::Twice;
-                        }
-                        FaultKind::Late => {
-                            out.truth.push(record(ts, None));
-                            delivery = Delivery::Delayed(3 + (k % 5) as u32);
-                        }
-                        FaultKind::Spike
-                        | FaultKind::OutOfRange
-                        | FaultKind::Negative
-                        | FaultKind::Pm25AbovePm10 => {
-                            let p = corrupt_values(kind, &mut reading.measurements, &mut self.rng);
-                            out.truth.push(record(ts, p));
+            if self.ongoing[i].is_none()
+                && delivery == Delivery::Now
+                && let Some(kind) = self.spec.faults.draw(&mut self.rng)
+            {
+                let record = |end: DateTime<Utc>, pollutant| GroundTruth {
+                    sensor_id: reading.sensor_id.clone(),
+                    kind,
+                    start: ts,
+                    end,
+                    pollutant,
+                    invalid_message: kind.is_invalid_message(),
+                };
+                match kind {
+                    FaultKind::Stuck | FaultKind::Drift | FaultKind::Dropout => {
+                        if let Some((mut fault, n, pollutant)) =
+                            start_ongoing(kind, &reading.measurements, &mut self.rng)
+                        {
+                            let end = ts + self.spec.interval * (n as i32 - 1).max(0);
+                            out.truth.push(record(end, pollutant));
+                            let (d, running) = apply_ongoing(&mut fault, &mut reading.measurements);
+                            delivery = d;
+                            self.ongoing[i] = running.then_some(fault);
                         }
                     }
+                    FaultKind::MalformedJson | FaultKind::MissingField => {
+                        out.truth.push(record(ts, None));
+                        payload = Some(corrupt_message(kind, &reading, &mut self.rng));
+                    }
+                    FaultKind::Duplicate => {
+                        out.truth.push(record(ts, None));
+                        delivery = Delivery::Twice;
+                    }
+                    FaultKind::Late => {
+                        out.truth.push(record(ts, None));
+                        delivery = Delivery::Delayed(3 + (k % 5) as u32);
+                    }
+                    FaultKind::Spike
+                    | FaultKind::OutOfRange
+                    | FaultKind::Negative
+                    | FaultKind::Pm25AbovePm10 => {
+                        let p = corrupt_values(kind, &mut reading.measurements, &mut self.rng);
+                        out.truth.push(record(ts, p));
+                    }
                 }
+            }
             let msg = Outgoing {
                 key: reading.sensor_id.clone(),
                 payload: payload.unwrap_or_else(|| reading.to_json()),

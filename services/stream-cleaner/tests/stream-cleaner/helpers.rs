@@ -260,11 +260,12 @@ pub async fn cleanup(topics: &Topics, db_url: &str) {
     let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
     let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
     if let Some((base, name)) = db_url.rsplit_once('/')
-        && let Ok(pool) = PgPool::connect(&format!("{base}/postgres")).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&pool)
-                .await;
-        }
+        && let Ok(pool) = PgPool::connect(&format!("{base}/postgres")).await
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+    }
 }
 
 pub async fn count_rows(pool: &PgPool) -> i64 {
