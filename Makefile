@@ -10,7 +10,7 @@ help:
 	@echo "make test     start the stack and run every test"
 	@echo "make stop     stop services and stack     make status   what runs"
 	@echo "make replay   replay the Beijing data set into the running platform"
-	@echo "make bench    the end-to-end replay benchmark (docs/benchmarks.md)"
+	@echo "make bench    the replay and latency benchmarks (docs/benchmarks.md)"
 
 stack:
 	scripts/stack.sh up
@@ -34,6 +34,7 @@ replay: build
 bench: stack build
 	cargo build --release -p airq-kafka --example consume_rate
 	bench/replay.sh
+	bench/latency.sh 5000 60
 
 stop:
 	-@scripts/services.sh stop

@@ -16,7 +16,6 @@ BIN=$ROOT/target/release
 DATA=${AIRQ_BEIJING_DIR:-$ROOT/../shared/data/beijing_prsa}
 PORT=${AIRQ_BENCH_KAFKA_PORT:-19192}
 STATE=${AIRQ_STATE_DIR:-$ROOT/.stack}
-CACHE=${AIRQ_CACHE_DIR:-$HOME/.cache/airq}
 OUT=$ROOT/bench/results
 mkdir -p "$OUT" "$STATE/bench"
 eval "$("$ROOT/scripts/stack.sh" env)"
@@ -33,14 +32,11 @@ rows() { psql "$1" -tAc "select count(*) from readings"; }
 EXPECTED=$(awk -F, 'FNR>1 && !($6=="NA" && $7=="NA" && $9=="NA") {n++} END {print n}' "$DATA"/raw/*.csv)
 TOTAL=$(awk 'FNR>1 {n++} END {print n}' "$DATA"/raw/*.csv)
 
-"$CACHE/tansu-0.6.0/bin/tansu" broker --listener-url "tcp://127.0.0.1:$PORT" \
-  --advertised-listener-url "tcp://127.0.0.1:$PORT" --storage-engine memory://tansu/ \
-  >"$STATE/bench/tansu-memory.log" 2>&1 &
-TANSU_PID=$!
+source "$ROOT/bench/lib.sh"
+start_memory_tansu "$PORT" "$STATE/bench/tansu-memory.log"
 CLEANER_PID=
 cleanup() { kill "$TANSU_PID" ${CLEANER_PID:+"$CLEANER_PID"} 2>/dev/null || true; }
 trap cleanup EXIT
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
 
 run_cleaner() { # run_cleaner DB_URL SUFFIX
   AIRQ__DATABASE__URL=$1 AIRQ__KAFKA__TOPICS__RAW=raw_$2 AIRQ__KAFKA__TOPICS__PROCESSED=processed_$2 \

@@ -13,6 +13,7 @@ eval "$("$ROOT/scripts/stack.sh" env)"
 # name and arguments of each service, in start order
 SERVICES=(
   "stream-cleaner run"
+  "anomaly-detector run"
   "sensor-sim synthetic --truth-file $STATE/ground_truth.jsonl"
 )
 

@@ -56,7 +56,8 @@ pub fn consumer(
         // A member stuck longer than this (e.g. a long database outage) leaves the group and
         // rejoins when it polls again; its unstored offsets are redelivered.
         .set("max.poll.interval.ms", "20000")
-        .set("fetch.wait.max.ms", "50")
+        // A fetch with nothing new waits this long at most: the idle-path latency per hop.
+        .set("fetch.wait.max.ms", "10")
         .set("queued.min.messages", "200000")
         .set("fetch.max.bytes", "52428800");
     let consumer: StreamConsumer = with_overrides(cfg).create().map_err(KafkaError::Config)?;

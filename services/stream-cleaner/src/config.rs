@@ -31,6 +31,7 @@ pub struct CleanerSettings {
     pub batch_size: usize,
     pub batch_timeout_ms: u64,
     pub max_batches_in_flight: usize,
+    pub producer_linger_ms: u32,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
     pub drain_timeout_secs: u64,

@@ -24,7 +24,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     .context("creating topics")?;
     let consumer =
         airq_kafka::client::consumer(&k.brokers, &settings.cleaner.group_id, &[&k.topics.raw])?;
-    let producer = airq_kafka::client::producer(&k.brokers, 20)?;
+    let producer = airq_kafka::client::producer(&k.brokers, settings.cleaner.producer_linger_ms)?;
     let counters = Arc::new(Counters::default());
     let ticker = {
         let (counters, shutdown) = (counters.clone(), shutdown.clone());

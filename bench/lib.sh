@@ -1,0 +1,14 @@
+# Shared by the bench scripts (sourced).
+
+# start_memory_tansu PORT LOG: a second Tansu on memory storage, for single-pass benches
+# (no restart, no resume from committed offsets: see docs/tansu.md). Sets TANSU_PID.
+start_memory_tansu() {
+  local port=$1 log=$2 cache=${AIRQ_CACHE_DIR:-$HOME/.cache/airq}
+  "$cache/tansu-0.6.0/bin/tansu" broker --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
+    >"$log" 2>&1 &
+  TANSU_PID=$!
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.2; done
+  echo "Tansu did not start on port $port (see $log)" >&2
+  return 1
+}

@@ -1,0 +1,202 @@
+//! Sensor -> anomaly latency harness (bench/latency.sh runs it against a running cleaner
+//! and detector). Publishes a faulty simulated stream to `raw_data` at a fixed rate,
+//! remembers when each reading was handed to the producer, and reads `anomalies`: an
+//! opened anomaly (or a silence, closed at once) is raised by the reading at its `end`,
+//! so its latency is the time from that reading's send to the event's arrival.
+//!
+//! cargo run --release -p anomaly-detector --example latency -- --rate 5000 --seconds 60
+
+// A bench harness: a poisoned lock is a bug worth a panic.
+#![allow(clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use airq_detect::{AnomalyEvent, AnomalyKind, Status};
+use airq_domain::Reading;
+use anyhow::Context;
+use clap::Parser;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use sensor_sim::sim::{FleetSpec, Simulator};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:19092")]
+    brokers: String,
+    #[arg(long, default_value = "raw_data")]
+    raw_topic: String,
+    #[arg(long, default_value = "anomalies")]
+    anomalies_topic: String,
+    /// Also time raw -> processed_data (the cleaner's share of the path).
+    #[arg(long)]
+    processed_topic: Option<String>,
+    /// Readings per second.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    #[arg(long, default_value_t = 100)]
+    sensors: usize,
+    /// Fault rates: the simulator's defaults times this.
+    #[arg(long, default_value_t = 3.0)]
+    fault_factor: f64,
+}
+
+type Key = (String, i64);
+
+/// The key fields of a reading, raw or processed.
+#[derive(serde::Deserialize)]
+struct Keyed {
+    sensor_id: String,
+    #[serde(with = "airq_domain::reading::rfc3339")]
+    timestamp: chrono::DateTime<chrono::Utc>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let total = (args.rate * args.seconds as f64) as u64;
+    let faults = sensor_sim::config::Settings::load()?
+        .faults
+        .scaled(args.fault_factor);
+    let ticks = total / args.sensors as u64;
+    let stream = Simulator::new(FleetSpec {
+        sensors: args.sensors,
+        center: airq_domain::Location {
+            lat: 48.8566,
+            lon: 2.3522,
+        },
+        start: "2025-03-01T00:00:00Z".parse()?,
+        interval: chrono::Duration::minutes(1),
+        seed: 5,
+        faults,
+    })
+    .run(ticks);
+    let messages = stream.messages;
+    eprintln!(
+        "{} messages, {} simulated hours",
+        messages.len(),
+        ticks / 60
+    );
+
+    let sent: Arc<Mutex<HashMap<Key, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let mut topics = vec![args.raw_topic.as_str(), args.anomalies_topic.as_str()];
+    topics.extend(args.processed_topic.as_deref());
+    let mut distinct = topics.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    airq_kafka::admin::ensure_topics(&args.brokers, &distinct, 6).await?;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", format!("latency-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    consumer.subscribe(&topics[1..])?;
+    let cleaned: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let reader = {
+        let (sent, latencies, cleaned) = (sent.clone(), latencies.clone(), cleaned.clone());
+        let anomalies_topic = args.anomalies_topic.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(Ok(m)) =
+                    tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await
+                else {
+                    break;
+                };
+                let arrived = Instant::now();
+                if m.topic() != anomalies_topic {
+                    if let Ok(r) = serde_json::from_slice::<Keyed>(m.payload().unwrap_or_default())
+                        && let Some(t) = sent
+                            .lock()
+                            .expect("lock")
+                            .get(&(r.sensor_id, r.timestamp.timestamp_millis()))
+                    {
+                        cleaned
+                            .lock()
+                            .expect("lock")
+                            .push(arrived.duration_since(*t).as_secs_f64() * 1e3);
+                    }
+                    continue;
+                }
+                let Ok(e) = serde_json::from_slice::<AnomalyEvent>(m.payload().unwrap_or_default())
+                else {
+                    continue;
+                };
+                let raised_by_end = e.status == Status::Open || e.kind == AnomalyKind::Silence;
+                if !raised_by_end {
+                    continue;
+                }
+                let key = (e.sensor_id.clone(), e.end.timestamp_millis());
+                if let Some(t) = sent.lock().expect("lock").get(&key) {
+                    latencies
+                        .lock()
+                        .expect("lock")
+                        .push(arrived.duration_since(*t).as_secs_f64() * 1e3);
+                }
+            }
+        })
+    };
+    // Let the reader join its group before the stream starts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Lingers 5 ms like sensor-sim.
+    let producer = airq_kafka::client::producer(&args.brokers, 5).context("producer")?;
+    let mut out = sensor_sim::publish::Publisher::new(producer, args.raw_topic.clone());
+    let started = Instant::now();
+    let pacer = sensor_sim::publish::Pacer::new(args.rate);
+    for (i, m) in messages.iter().enumerate() {
+        pacer.wait_for(i as u64).await;
+        if let Ok(r) = serde_json::from_slice::<Reading>(&m.payload) {
+            sent.lock()
+                .expect("lock")
+                .entry((r.sensor_id, r.timestamp.timestamp_millis()))
+                .or_insert_with(Instant::now);
+        }
+        out.send(&m.key, &m.payload).await?;
+    }
+    out.flush().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "sent {} in {elapsed:.1} s ({:.0}/s); waiting for the last anomalies",
+        messages.len(),
+        messages.len() as f64 / elapsed
+    );
+    reader.await?;
+    let l = latencies.lock().expect("lock").clone();
+    let c = cleaned.lock().expect("lock").clone();
+    anyhow::ensure!(
+        !l.is_empty() || !c.is_empty(),
+        "nothing arrived: are the cleaner and detector running on these topics?"
+    );
+    println!(
+        "rate {:.0} readings/s over {elapsed:.1} s",
+        messages.len() as f64 / elapsed
+    );
+    if !l.is_empty() {
+        println!("sensor -> anomaly: {}", summary(l));
+    }
+    if let (false, Some(topic)) = (c.is_empty(), &args.processed_topic) {
+        println!("raw -> {topic}: {}", summary(c));
+    }
+    Ok(())
+}
+
+/// "n timed; latency ms: p50 .. p90 .. p99 .. max ..".
+fn summary(mut l: Vec<f64>) -> String {
+    l.sort_by(f64::total_cmp);
+    let q = |p: f64| l[((l.len() - 1) as f64 * p).round() as usize];
+    format!(
+        "{} timed; latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        l.len(),
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        l[l.len() - 1]
+    )
+}
