@@ -2,6 +2,7 @@
 //! cleaner and the detector, and the anomalies in the topic and the table are exactly
 //! those of the same detector code run offline over `processed_data`, once each, also
 //! when the detector is killed mid-stream and restarted (warm start from PostgreSQL).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../../stream-cleaner/tests/stream-cleaner/helpers.rs"]
 #[allow(dead_code)]
