@@ -45,7 +45,7 @@ stop() {
 status() {
   for spec in "${SERVICES[@]}"; do
     read -r name _ <<<"$spec"
-    if running "$name"; then echo "$(printf '%-15s' "$name") up    pid $(pid_of "$name")  log $STATE/logs/$name.log"; else echo "$(printf '%-15s' "$name") down"; fi
+    if running "$name"; then echo "$(printf '%-17s' "$name") up    pid $(pid_of "$name")  log $STATE/logs/$name.log"; else echo "$(printf '%-17s' "$name") down"; fi
   done
 }
 
