@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The native airq stack: PostgreSQL 15 and a Kafka-protocol broker (Tansu), installed
-# when missing and started idempotently. State and logs live in one git-ignored folder.
+# The native airq stack: PostgreSQL 15, a Kafka-protocol broker (Tansu) and an MLflow
+# tracking server with its model registry, installed when missing and started idempotently. State and logs live in one git-ignored folder.
 #
 #   scripts/stack.sh up       install what is missing, start, create database and topics
 #   scripts/stack.sh down     stop everything this script started
@@ -10,7 +10,7 @@
 #
 # Overridable: AIRQ_STATE_DIR, AIRQ_CACHE_DIR, AIRQ_PG_PORT, AIRQ_KAFKA_PORT,
 # AIRQ_KAFKA_STORAGE (sqlite://... default, durable; memory://tansu/ for throughput benches),
-# AIRQ_KAFKA_PARTITIONS, AIRQ_PG_BIN.
+# AIRQ_KAFKA_PARTITIONS, AIRQ_PG_BIN, AIRQ_MLFLOW_PORT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +23,11 @@ PG_BIN=${AIRQ_PG_BIN:-/usr/lib/postgresql/15/bin}
 TANSU_VERSION=0.6.0
 TANSU=$CACHE/tansu-$TANSU_VERSION/bin/tansu
 TOPICS=(raw_data processed_data anomalies dead_letter)
+MLFLOW_PORT=${AIRQ_MLFLOW_PORT:-5500}
+MLFLOW_VERSION=3.17.2
+# Every Python package pinned (pip freeze of a working install).
+MLFLOW_REQUIREMENTS=$ROOT/python/requirements-mlflow.txt
+MLFLOW_VENV=$CACHE/mlflow-$MLFLOW_VERSION-$(md5sum "$MLFLOW_REQUIREMENTS" | cut -c1-8)
 LOGS=$STATE/logs
 mkdir -p "$STATE" "$LOGS"
 STATE=$(cd "$STATE" && pwd)
@@ -56,6 +61,15 @@ install_tansu() {
   cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres,libsql \
     --root "$CACHE/tansu-$TANSU_VERSION" >"$LOGS/tansu-build.log" 2>&1 \
     || { tail -30 "$LOGS/tansu-build.log" >&2; exit 1; }
+}
+
+install_mlflow() {
+  [ -x "$MLFLOW_VENV/bin/mlflow" ] && return 0
+  log "installing MLflow $MLFLOW_VERSION into $MLFLOW_VENV (pinned: $MLFLOW_REQUIREMENTS)"
+  rm -rf "$MLFLOW_VENV"
+  python3 -m venv "$MLFLOW_VENV"
+  "$MLFLOW_VENV/bin/pip" install -q --disable-pip-version-check -r "$MLFLOW_REQUIREMENTS" \
+    >"$LOGS/mlflow-install.log" 2>&1 || { tail -30 "$LOGS/mlflow-install.log" >&2; rm -rf "$MLFLOW_VENV"; exit 1; }
 }
 
 pg_running() { [ -f "$(pg_dir)/data/postmaster.pid" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(pg_dir)/data" status >/dev/null 2>&1; }
@@ -122,15 +136,49 @@ start_tansu() {
   done
 }
 
+mlflow_pid() { cat "$STATE/mlflow.pid" 2>/dev/null || true; }
+mlflow_running() { local p; p=$(mlflow_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+start_mlflow() {
+  if mlflow_running; then
+    log "MLflow already running on port $MLFLOW_PORT"
+    return 0
+  fi
+  mkdir -p "$STATE/mlflow/artifacts"
+  log "starting MLflow on 127.0.0.1:$MLFLOW_PORT (sqlite backend store, artifacts served by the server)"
+  nohup "$MLFLOW_VENV/bin/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 2 \
+    --backend-store-uri "sqlite:///$STATE/mlflow/mlflow.db" \
+    --serve-artifacts --artifacts-destination "$STATE/mlflow/artifacts" >>"$LOGS/mlflow.log" 2>&1 &
+  echo $! >"$STATE/mlflow.pid"
+  for _ in $(seq 1 120); do
+    curl -sf "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1 && return 0
+    mlflow_running || break
+    sleep 0.5
+  done
+  tail -20 "$LOGS/mlflow.log" >&2
+  log "MLflow did not start"
+  exit 1
+}
+
 cmd_up() {
   install_postgres
   install_tansu
+  install_mlflow
   start_postgres
   start_tansu
+  start_mlflow
   cmd_status
 }
 
 cmd_down() {
+  if mlflow_running; then
+    log "stopping MLflow"
+    # The server's gunicorn/uvicorn workers are its children.
+    pkill -TERM -P "$(mlflow_pid)" 2>/dev/null || true
+    kill "$(mlflow_pid)" 2>/dev/null || true
+    for _ in $(seq 1 50); do mlflow_running || break; sleep 0.1; done
+  fi
+  rm -f "$STATE/mlflow.pid"
   if tansu_running; then
     log "stopping Tansu"
     kill "$(tansu_pid)" 2>/dev/null || true
@@ -146,6 +194,7 @@ cmd_down() {
 cmd_status() {
   if pg_running; then echo "postgres  up    postgres://postgres@127.0.0.1:$PG_PORT/airq  data $(pg_dir)/data"; else echo "postgres  down"; fi
   if tansu_running; then echo "kafka     up    127.0.0.1:$KAFKA_PORT  pid $(tansu_pid)  storage $KAFKA_STORAGE"; else echo "kafka     down"; fi
+  if mlflow_running; then echo "mlflow    up    http://127.0.0.1:$MLFLOW_PORT  pid $(mlflow_pid)  store $STATE/mlflow"; else echo "mlflow    down"; fi
 }
 
 cmd_env() {
@@ -154,6 +203,8 @@ cmd_env() {
   echo "export AIRQ_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "export AIRQ_TEST_BROKERS=127.0.0.1:$KAFKA_PORT"
   echo "export AIRQ_PG_BIN=$PG_BIN"
+  echo "export AIRQ__MLFLOW__URL=http://127.0.0.1:$MLFLOW_PORT"
+  echo "export AIRQ_TEST_MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT"
 }
 
 cmd_reset() {
