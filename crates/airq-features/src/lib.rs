@@ -18,6 +18,8 @@ pub struct Hourly {
     pub no2: Option<f64>,
 }
 
+type Getter = fn(&Hourly) -> Option<f64>;
+
 /// One sensor's hourly history, keyed by the start of the hour (UTC).
 pub type Series = BTreeMap<DateTime<Utc>, Hourly>;
 
@@ -77,7 +79,7 @@ impl FeatureSpec {
     pub fn features(&self, series: &Series, t: DateTime<Utc>) -> Result<Vec<f64>, Missing> {
         let mut x = Vec::with_capacity(3 * self.lags + 6);
         let at = |k: usize| series.get(&(t - Duration::hours(k as i64)));
-        let pollutants: [(&str, fn(&Hourly) -> Option<f64>); 3] = [
+        let pollutants: [(&str, Getter); 3] = [
             ("pm2_5", |h| h.pm2_5),
             ("pm10", |h| h.pm10),
             ("no2", |h| h.no2),

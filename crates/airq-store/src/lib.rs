@@ -4,10 +4,12 @@
 //! - [`connect`] / [`migrate`]: pool and schema;
 //! - [`readings`]: idempotent batch insert of cleaned readings keyed by `(sensor_id, ts)`;
 //! - [`anomalies`]: idempotent upsert of anomaly episodes keyed by their id;
+//! - [`hourly`]: hourly means per sensor, the grain of the forecasting features;
 //! - [`daily`]: the daily per-sensor statistics batch.
 
 pub mod anomalies;
 pub mod daily;
+pub mod hourly;
 pub mod readings;
 
 use std::time::Duration;

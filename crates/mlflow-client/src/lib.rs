@@ -225,7 +225,8 @@ impl MlflowClient {
         Ok(r.run)
     }
 
-    /// Runs of the experiments matching `filter` (MLflow search syntax, may be empty).
+    /// Runs of the experiments matching `filter` (MLflow search syntax, may be empty),
+    /// newest first.
     pub async fn search_runs(
         &self,
         experiment_ids: &[&str],
@@ -235,7 +236,12 @@ impl MlflowClient {
         let r: RunsPage = self
             .post(
                 "runs/search",
-                json!({ "experiment_ids": experiment_ids, "filter": filter, "max_results": max_results }),
+                json!({
+                    "experiment_ids": experiment_ids,
+                    "filter": filter,
+                    "max_results": max_results,
+                    "order_by": ["attributes.start_time DESC"],
+                }),
             )
             .await?;
         Ok(r.runs)

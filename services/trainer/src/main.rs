@@ -1,0 +1,81 @@
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+use trainer::config::Settings;
+use trainer::pipeline::Pipeline;
+
+#[derive(Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "airq's forecasting pipeline: extract -> validate -> train -> evaluate, tracked in MLflow"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read hourly means of [from, to) from PostgreSQL into a snapshot (an MLflow artifact).
+    Extract {
+        /// First day (UTC), e.g. 2013-03-01, or an RFC 3339 time.
+        #[arg(long, value_parser = parse_time)]
+        from: DateTime<Utc>,
+        /// End (exclusive).
+        #[arg(long, value_parser = parse_time)]
+        to: DateTime<Utc>,
+    },
+    /// Data-quality gate on a snapshot (default: the newest); exits non-zero with the reasons.
+    Validate {
+        #[arg(long)]
+        snapshot_run: Option<String>,
+    },
+    /// Train every candidate on a validated snapshot; register the best with alias `staging`.
+    Train {
+        #[arg(long)]
+        snapshot_run: Option<String>,
+        /// Start of the test set (default: the last `test_fraction` of the snapshot).
+        #[arg(long, value_parser = parse_time)]
+        test_from: Option<DateTime<Utc>>,
+    },
+    /// Compare staging with production; promote staging if it beats both it and persistence.
+    Evaluate,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = s.parse::<DateTime<Utc>>() {
+        return Ok(t);
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        .map_err(|_| format!("{s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    airq_runtime::init_tracing("info,sqlx=warn");
+    let cli = Cli::parse();
+    let settings = Settings::load().context("loading configuration")?;
+    let pipeline = Pipeline::new(settings).await?;
+    match cli.command {
+        Command::Extract { from, to } => {
+            anyhow::ensure!(from < to, "--from {from} is not before --to {to}");
+            let run = pipeline.extract(from, to).await?;
+            println!("{run}");
+        }
+        Command::Validate { snapshot_run } => pipeline.validate(snapshot_run.as_deref()).await?,
+        Command::Train {
+            snapshot_run,
+            test_from,
+        } => {
+            let version = pipeline.train(snapshot_run.as_deref(), test_from).await?;
+            println!("{version}");
+        }
+        Command::Evaluate => {
+            let d = pipeline.evaluate().await?;
+            println!("{}: {}", d.action.as_str(), d.reason);
+        }
+    }
+    Ok(())
+}

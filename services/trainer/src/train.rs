@@ -1,0 +1,280 @@
+//! Fitting and scoring the candidate models (pure: data in, models and numbers out).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use airq_features::Dataset;
+use airq_model::tree::{self, Binned, BoostParams, ForestParams, TreeParams};
+use airq_model::{Model, Scores, scores};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use crate::config::TrainSettings;
+
+/// A fitted candidate.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub name: &'static str,
+    pub model: Model,
+    pub params: Vec<(String, String)>,
+    pub train_seconds: f64,
+}
+
+/// Where the test set starts: `fraction` of the targets' time span before its end.
+pub fn test_start(d: &Dataset, fraction: f64) -> Option<DateTime<Utc>> {
+    let (first, last) = (d.target.first()?, d.target.last()?);
+    let span = (*last - *first).num_seconds() as f64;
+    Some(*first + chrono::Duration::seconds((span * (1.0 - fraction)) as i64))
+}
+
+/// Train (targets before `test_from`) and test (from it) sets: a cut in time, never shuffled.
+pub fn split(d: &Dataset, test_from: DateTime<Utc>) -> (Dataset, Dataset) {
+    (d.filter(|t| t < test_from), d.filter(|t| t >= test_from))
+}
+
+pub fn persistence() -> Trained {
+    Trained {
+        name: "persistence",
+        model: Model::Persistence,
+        params: Vec::new(),
+        train_seconds: 0.0,
+    }
+}
+
+/// Ordinary least squares (linfa-linear) on standardized features.
+pub fn linear(train: &Dataset) -> anyhow::Result<Trained> {
+    use linfa::prelude::*;
+    let started = Instant::now();
+    let (n, f) = (train.len(), train.x.first().map_or(0, Vec::len));
+    anyhow::ensure!(n > f, "{n} training rows for {f} features");
+    let mean: Vec<f64> = (0..f)
+        .map(|j| train.x.iter().map(|r| r[j]).sum::<f64>() / n as f64)
+        .collect();
+    let scale: Vec<f64> = (0..f)
+        .map(|j| {
+            let var = train
+                .x
+                .iter()
+                .map(|r| (r[j] - mean[j]).powi(2))
+                .sum::<f64>()
+                / n as f64;
+            if var > 1e-12 { var.sqrt() } else { 1.0 }
+        })
+        .collect();
+    let flat: Vec<f64> = train
+        .x
+        .iter()
+        .flat_map(|r| {
+            (0..f)
+                .map(|j| (r[j] - mean[j]) / scale[j])
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let x = ndarray::Array2::from_shape_vec((n, f), flat).context("feature matrix")?;
+    let y = ndarray::Array1::from(train.y.clone());
+    let fitted = linfa_linear::LinearRegression::default()
+        .fit(&linfa::Dataset::new(x, y))
+        .context("fitting the linear model")?;
+    Ok(Trained {
+        name: "linear",
+        model: Model::Linear {
+            mean,
+            scale,
+            weights: fitted.params().to_vec(),
+            intercept: fitted.intercept(),
+        },
+        params: vec![
+            ("standardized".into(), "true".into()),
+            ("solver".into(), "linfa-linear OLS".into()),
+        ],
+        train_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn max_features(f: usize, fraction: f64) -> usize {
+    ((f as f64 * fraction).round() as usize).clamp(1, f.max(1))
+}
+
+pub fn forest(
+    train: &Dataset,
+    binned: &Binned,
+    cfg: &TrainSettings,
+    progress: &(dyn Fn() + Sync),
+) -> Trained {
+    let started = Instant::now();
+    let fc = &cfg.forest;
+    let p = ForestParams {
+        trees: fc.trees,
+        tree: TreeParams {
+            max_depth: fc.max_depth,
+            min_leaf: fc.min_leaf,
+            max_features: max_features(binned.features(), fc.max_features),
+        },
+        seed: cfg.seed,
+        threads: cfg.threads,
+    };
+    let trees = tree::fit_forest(binned, &train.y, p, progress);
+    Trained {
+        name: "random_forest",
+        model: Model::Forest { trees },
+        params: vec![
+            ("trees".into(), fc.trees.to_string()),
+            ("max_depth".into(), fc.max_depth.to_string()),
+            ("min_leaf".into(), fc.min_leaf.to_string()),
+            ("max_features".into(), p.tree.max_features.to_string()),
+            ("bins".into(), "255".into()),
+            ("seed".into(), cfg.seed.to_string()),
+        ],
+        train_seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+pub fn boosting(
+    train: &Dataset,
+    binned: &Binned,
+    cfg: &TrainSettings,
+    progress: &(dyn Fn() + Sync),
+) -> Trained {
+    let started = Instant::now();
+    let bc = &cfg.boosting;
+    let p = BoostParams {
+        rounds: bc.rounds,
+        learning_rate: bc.learning_rate,
+        tree: TreeParams {
+            max_depth: bc.max_depth,
+            min_leaf: bc.min_leaf,
+            max_features: binned.features(),
+        },
+        subsample: bc.subsample,
+        seed: cfg.seed,
+    };
+    let (base, trees) = tree::fit_boosted(&train.x, binned, &train.y, p, progress);
+    Trained {
+        name: "gradient_boosting",
+        model: Model::Boosted {
+            base,
+            learning_rate: bc.learning_rate,
+            trees,
+        },
+        params: vec![
+            ("rounds".into(), bc.rounds.to_string()),
+            ("learning_rate".into(), bc.learning_rate.to_string()),
+            ("max_depth".into(), bc.max_depth.to_string()),
+            ("min_leaf".into(), bc.min_leaf.to_string()),
+            ("subsample".into(), bc.subsample.to_string()),
+            ("bins".into(), "255".into()),
+            ("seed".into(), cfg.seed.to_string()),
+        ],
+        train_seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// A model's scores on a data set, overall and per sensor, with its predictions.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub overall: Scores,
+    pub per_sensor: BTreeMap<String, Scores>,
+    pub predicted: Vec<f64>,
+}
+
+pub fn evaluate(model: &Model, d: &Dataset) -> Evaluation {
+    let predicted: Vec<f64> = d.x.iter().map(|x| model.predict(x)).collect();
+    let mut by_sensor: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for i in 0..d.len() {
+        let e = by_sensor.entry(&d.sensor[i]).or_default();
+        e.0.push(d.y[i]);
+        e.1.push(predicted[i]);
+    }
+    Evaluation {
+        overall: scores(&d.y, &predicted),
+        per_sensor: by_sensor
+            .into_iter()
+            .map(|(s, (t, p))| (s.to_owned(), scores(&t, &p)))
+            .collect(),
+        predicted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airq_features::{FeatureSpec, Hourly, Series, build_dataset};
+    use chrono::Duration;
+
+    use super::*;
+    use crate::config::{BoostingSettings, ForestSettings};
+
+    /// Two weeks of an hourly AR(1)-like series with a daily cycle, 2 sensors.
+    fn data() -> Dataset {
+        let t0: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
+        let sensors = ["a", "b"].map(|s| {
+            let mut v = 30.0;
+            let series: Series = (0..24 * 14)
+                .map(|h| {
+                    let daily = 10.0 * (std::f64::consts::TAU * (h % 24) as f64 / 24.0).sin();
+                    v = 0.8 * v + 0.2 * (30.0 + daily) + ((h * 7919) % 11) as f64 / 11.0;
+                    (
+                        t0 + Duration::hours(h),
+                        Hourly {
+                            pm2_5: Some(v),
+                            pm10: Some(2.0 * v),
+                            no2: Some(40.0 - daily),
+                        },
+                    )
+                })
+                .collect();
+            (s.to_owned(), series)
+        });
+        build_dataset(&FeatureSpec::default(), &sensors.into_iter().collect())
+    }
+
+    fn settings() -> TrainSettings {
+        TrainSettings {
+            seed: 1,
+            test_fraction: 0.25,
+            threads: 2,
+            forest: ForestSettings {
+                trees: 30,
+                max_depth: 10,
+                min_leaf: 3,
+                max_features: 0.33,
+            },
+            boosting: BoostingSettings {
+                rounds: 80,
+                learning_rate: 0.1,
+                max_depth: 4,
+                min_leaf: 5,
+                subsample: 0.8,
+            },
+        }
+    }
+
+    #[test]
+    fn the_split_is_a_cut_in_time() {
+        let d = data();
+        let from = test_start(&d, 0.25).unwrap();
+        let (train, test) = split(&d, from);
+        assert_eq!(train.len() + test.len(), d.len());
+        assert!(train.target.iter().all(|t| *t < from) && test.target.iter().all(|t| *t >= from));
+    }
+
+    #[test]
+    fn every_model_beats_persistence_on_a_learnable_series_and_is_deterministic() {
+        let d = data();
+        let (train, test) = split(&d, test_start(&d, 0.25).unwrap());
+        let binned = Binned::new(&train.x, 255);
+        let cfg = settings();
+        let base = evaluate(&persistence().model, &test).overall.rmse;
+        let lin = evaluate(&linear(&train).unwrap().model, &test).overall.rmse;
+        let f1 = forest(&train, &binned, &cfg, &|| {});
+        let f2 = forest(&train, &binned, &cfg, &|| {});
+        assert_eq!(f1.model, f2.model, "same seed, same forest");
+        let rf = evaluate(&f1.model, &test).overall.rmse;
+        let gb = evaluate(&boosting(&train, &binned, &cfg, &|| {}).model, &test)
+            .overall
+            .rmse;
+        assert!(
+            lin < base && rf < base && gb < base,
+            "persistence {base}, linear {lin}, forest {rf}, boosting {gb}"
+        );
+    }
+}
