@@ -525,14 +525,15 @@ pub fn decide(
         action: Action::Keep,
         reason,
     };
-    if !(staging < persistence) {
+    // NaN never beats anything.
+    if staging.is_nan() || staging >= persistence {
         return keep(format!(
             "staging v{staging_version} RMSE {staging:.3} does not beat persistence {persistence:.3}"
         ));
     }
     match production {
         Some((v, _)) if v == staging_version => keep(format!("v{v} is already production")),
-        Some((v, p)) if !(staging < p) => keep(format!(
+        Some((v, p)) if staging >= p => keep(format!(
             "staging v{staging_version} RMSE {staging:.3} does not beat production v{v} {p:.3}"
         )),
         Some((v, p)) => Decision {

@@ -28,10 +28,10 @@ pub fn scatter(points: &[(f64, f64)], diagonal: bool) -> anyhow::Result<Vec<u8>>
     } else {
         (y0, y1) = (y0.min(0.0), y1.max(0.0));
     }
-    if !(x1 > x0) {
+    if x1.is_nan() || x0.is_nan() || x1 <= x0 {
         (x0, x1) = (0.0, 1.0);
     }
-    if !(y1 > y0) {
+    if y1.is_nan() || y0.is_nan() || y1 <= y0 {
         (y0, y1) = (0.0, 1.0);
     }
     let mut img = vec![255u8; W * H * 3];

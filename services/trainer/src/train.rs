@@ -180,10 +180,10 @@ pub struct Evaluation {
 pub fn evaluate(model: &Model, d: &Dataset) -> Evaluation {
     let predicted: Vec<f64> = d.x.iter().map(|x| model.predict(x)).collect();
     let mut by_sensor: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    for i in 0..d.len() {
-        let e = by_sensor.entry(&d.sensor[i]).or_default();
-        e.0.push(d.y[i]);
-        e.1.push(predicted[i]);
+    for ((sensor, y), p) in d.sensor.iter().zip(&d.y).zip(&predicted) {
+        let e = by_sensor.entry(sensor).or_default();
+        e.0.push(*y);
+        e.1.push(*p);
     }
     Evaluation {
         overall: scores(&d.y, &predicted),
