@@ -306,7 +306,8 @@ impl MlflowClient {
         Ok(resp.bytes().await.map_err(MlflowError::Transport)?.to_vec())
     }
 
-    /// The files and folders directly under `path` of `artifact_uri`.
+    /// The files and folders directly under `path` of `artifact_uri`, with their paths
+    /// relative to `artifact_uri`.
     pub async fn list_artifacts(
         &self,
         artifact_uri: &str,
@@ -329,7 +330,17 @@ impl MlflowClient {
             .await
             .map_err(MlflowError::Transport)?;
         let r: FilesPage = decode(resp).await?;
-        Ok(r.files)
+        // The proxy answers names relative to `path`; like MLflow's own listing, return
+        // paths relative to the artifact root.
+        let dir = path.trim_matches('/');
+        Ok(r
+            .files
+            .into_iter()
+            .map(|f| FileInfo {
+                path: if dir.is_empty() { f.path } else { format!("{dir}/{}", f.path) },
+                ..f
+            })
+            .collect())
     }
 
     // ---- registry ----
