@@ -205,6 +205,7 @@ cmd_env() {
   echo "export AIRQ_PG_BIN=$PG_BIN"
   echo "export AIRQ__MLFLOW__URL=http://127.0.0.1:$MLFLOW_PORT"
   echo "export AIRQ_TEST_MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT"
+  echo "export AIRQ_PYTHON=$MLFLOW_VENV/bin/python"
 }
 
 cmd_reset() {

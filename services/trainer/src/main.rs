@@ -38,6 +38,9 @@ enum Command {
         /// Start of the test set (default: the last `test_fraction` of the snapshot).
         #[arg(long, value_parser = parse_time)]
         test_from: Option<DateTime<Utc>>,
+        /// Also write the train and test feature matrices as CSV into this folder.
+        #[arg(long)]
+        export_features: Option<std::path::PathBuf>,
     },
     /// Compare staging with production; promote staging if it beats both it and persistence.
     Evaluate,
@@ -68,8 +71,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Train {
             snapshot_run,
             test_from,
+            export_features,
         } => {
-            let version = pipeline.train(snapshot_run.as_deref(), test_from).await?;
+            let version = pipeline
+                .train(snapshot_run.as_deref(), test_from, export_features.as_deref())
+                .await?;
             println!("{version}");
         }
         Command::Evaluate => {

@@ -218,6 +218,7 @@ impl Pipeline {
         &self,
         snapshot_run: Option<&str>,
         test_from: Option<DateTime<Utc>>,
+        export_features: Option<&std::path::Path>,
     ) -> anyhow::Result<String> {
         let snap = self
             .find(
@@ -243,6 +244,13 @@ impl Pipeline {
             test_set.len()
         );
         tracing::info!(train = train_set.len(), test = test_set.len(), %test_from, "data set built");
+        if let Some(dir) = export_features {
+            std::fs::create_dir_all(dir)?;
+            for (name, d) in [("train.csv", &train_set), ("test.csv", &test_set)] {
+                std::fs::write(dir.join(name), features_csv(&spec, d)?)
+                    .with_context(|| format!("writing {}", dir.join(name).display()))?;
+            }
+        }
         let binned = Binned::new(&train_set.x, 255);
         let mut candidates = vec![train::persistence(), train::linear(&train_set)?];
         let bar = |n: usize, what: &str| {
@@ -478,6 +486,21 @@ impl Pipeline {
         tracing::info!(action = decision.action.as_str(), reason = %decision.reason, "evaluation done");
         Ok(decision)
     }
+}
+
+/// The feature matrix with target, time and sensor, for comparisons outside this program
+/// (bench/sklearn_rf.py).
+fn features_csv(spec: &FeatureSpec, d: &airq_features::Dataset) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = spec.names();
+    header.extend(["y", "target", "sensor"].map(str::to_owned));
+    w.write_record(&header)?;
+    for i in 0..d.len() {
+        let mut row: Vec<String> = d.x[i].iter().map(f64::to_string).collect();
+        row.extend([d.y[i].to_string(), d.target[i].to_rfc3339(), d.sensor[i].clone()]);
+        w.write_record(&row)?;
+    }
+    Ok(w.into_inner()?)
 }
 
 /// Metric keys allow letters, digits and `_-./ `.
