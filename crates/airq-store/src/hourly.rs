@@ -39,3 +39,13 @@ pub async fn hourly_series(
     }
     Ok(out)
 }
+
+/// The start of the last hour with a reading of `sensor`, or `None` for an unknown sensor.
+pub async fn latest_hour(pool: &PgPool, sensor: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let t: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT date_trunc('hour', max(ts)) FROM readings WHERE sensor_id = $1")
+            .bind(sensor)
+            .fetch_one(pool)
+            .await?;
+    Ok(t)
+}

@@ -333,11 +333,14 @@ impl MlflowClient {
         // The proxy answers names relative to `path`; like MLflow's own listing, return
         // paths relative to the artifact root.
         let dir = path.trim_matches('/');
-        Ok(r
-            .files
+        Ok(r.files
             .into_iter()
             .map(|f| FileInfo {
-                path: if dir.is_empty() { f.path } else { format!("{dir}/{}", f.path) },
+                path: if dir.is_empty() {
+                    f.path
+                } else {
+                    format!("{dir}/{}", f.path)
+                },
                 ..f
             })
             .collect())

@@ -74,7 +74,11 @@ async fn main() -> anyhow::Result<()> {
             export_features,
         } => {
             let version = pipeline
-                .train(snapshot_run.as_deref(), test_from, export_features.as_deref())
+                .train(
+                    snapshot_run.as_deref(),
+                    test_from,
+                    export_features.as_deref(),
+                )
                 .await?;
             println!("{version}");
         }

@@ -497,7 +497,11 @@ fn features_csv(spec: &FeatureSpec, d: &airq_features::Dataset) -> anyhow::Resul
     w.write_record(&header)?;
     for i in 0..d.len() {
         let mut row: Vec<String> = d.x[i].iter().map(f64::to_string).collect();
-        row.extend([d.y[i].to_string(), d.target[i].to_rfc3339(), d.sensor[i].clone()]);
+        row.extend([
+            d.y[i].to_string(),
+            d.target[i].to_rfc3339(),
+            d.sensor[i].clone(),
+        ]);
         w.write_record(&row)?;
     }
     Ok(w.into_inner()?)

@@ -135,7 +135,10 @@ async fn extract_validate_train_evaluate_promote_through_mlflow() {
         .download_artifact(&snap.info.artifact_uri, "dataset/hourly.csv")
         .await
         .unwrap();
-    assert_eq!(csv.iter().filter(|b| **b == b'\n').count() as i64, 1 + 3 * 24 * DAYS);
+    assert_eq!(
+        csv.iter().filter(|b| **b == b'\n').count() as i64,
+        1 + 3 * 24 * DAYS
+    );
 
     let runs = c
         .search_runs(&[&exp], "tags.`airq.step` = 'train'", 10)

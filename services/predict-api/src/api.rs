@@ -1,0 +1,325 @@
+//! The HTTP API: routes, request validation (422 with the field and the reason, as FastAPI
+//! does), errors, metrics middleware.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Duration;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::config::Server;
+use crate::forecast::{Forecast, InputReading, forecast, hourly};
+use crate::metrics::Metrics;
+use crate::registry::{Current, Loaded};
+
+pub struct AppState {
+    pub pool: PgPool,
+    pub current: Arc<Current>,
+    pub metrics: Metrics,
+    pub limits: Server,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/predict", post(predict))
+        .route("/predict/batch", post(predict_batch))
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(crate::openapi::spec()) }),
+        )
+        .route("/docs", get(|| async { Html(crate::openapi::DOCS_PAGE) }))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+// ---- requests and responses ----
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    pub sensor_id: String,
+    /// Recent readings; without them the service reads the sensor's from PostgreSQL.
+    #[serde(default)]
+    pub readings: Option<Vec<InputReading>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub requests: Vec<PredictRequest>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub sensor_id: String,
+    #[serde(flatten)]
+    pub forecast: Forecast,
+    pub unit: &'static str,
+    pub model: ModelInfo,
+}
+
+/// An error, rendered as FastAPI renders its own: `{"detail": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: Value::String(detail.into()),
+        }
+    }
+
+    /// 422 for one field: `loc` is the path in the body.
+    fn invalid(loc: Vec<Value>, msg: impl Into<String>, kind: &str) -> Self {
+        let mut full = vec![json!("body")];
+        full.extend(loc);
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: json!([{ "loc": full, "msg": msg.into(), "type": kind }]),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+    }
+}
+
+/// A JSON body whose errors are 422 with the path of the field at fault; 413 when too large.
+pub struct Valid<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Valid<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            ApiError::new(status, format!("request body refused: {e}")).into_response()
+        })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
+            .map(Valid)
+            .map_err(|e| {
+                let loc: Vec<Value> = e
+                    .path()
+                    .iter()
+                    .filter_map(|seg| match seg {
+                        serde_path_to_error::Segment::Seq { index } => Some(json!(index)),
+                        serde_path_to_error::Segment::Map { key } => Some(json!(key)),
+                        serde_path_to_error::Segment::Enum { variant } => Some(json!(variant)),
+                        serde_path_to_error::Segment::Unknown => None,
+                    })
+                    .collect();
+                let inner = e.into_inner();
+                let kind = if inner.is_syntax() || inner.is_eof() {
+                    "json_invalid"
+                } else {
+                    "value_error"
+                };
+                ApiError::invalid(loc, inner.to_string(), kind).into_response()
+            })
+    }
+}
+
+/// Checks what serde cannot: lengths, finite non-negative values.
+fn validate(r: &PredictRequest, limits: &Server, prefix: &[Value]) -> Result<(), ApiError> {
+    let loc = |rest: &[Value]| prefix.iter().chain(rest).cloned().collect::<Vec<_>>();
+    if r.sensor_id.trim().is_empty() || r.sensor_id.len() > 64 {
+        return Err(ApiError::invalid(
+            loc(&[json!("sensor_id")]),
+            "sensor_id must be 1 to 64 characters",
+            "value_error",
+        ));
+    }
+    if let Some(readings) = &r.readings {
+        if readings.len() > limits.max_readings {
+            return Err(ApiError::invalid(
+                loc(&[json!("readings")]),
+                format!(
+                    "at most {} readings per request, got {}",
+                    limits.max_readings,
+                    readings.len()
+                ),
+                "value_error",
+            ));
+        }
+        for (i, x) in readings.iter().enumerate() {
+            for (name, v) in [("pm2_5", x.pm2_5), ("pm10", x.pm10), ("no2", x.no2)] {
+                if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                    return Err(ApiError::invalid(
+                        loc(&[json!("readings"), json!(i), json!(name)]),
+                        "must be a non-negative number of ug/m3",
+                        "value_error",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- handlers ----
+
+fn model(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
+    state.current.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no model loaded yet: the registry has no production version",
+        )
+    })
+}
+
+async fn one(state: &AppState, m: &Loaded, r: &PredictRequest) -> Result<Prediction, ApiError> {
+    let series = match &r.readings {
+        Some(readings) => hourly(readings),
+        None => {
+            let unavailable = |e: airq_store::StoreError| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
+            };
+            let last = airq_store::hourly::latest_hour(&state.pool, &r.sensor_id)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("unknown sensor {:?}: no readings stored", r.sensor_id),
+                    )
+                })?;
+            let from = last - Duration::hours(m.artifact.spec.history_hours() as i64);
+            let only = [r.sensor_id.clone()];
+            airq_store::hourly::hourly_series(
+                &state.pool,
+                from,
+                last + Duration::hours(1),
+                Some(&only),
+            )
+            .await
+            .map_err(unavailable)?
+            .remove(&r.sensor_id)
+            .unwrap_or_default()
+        }
+    };
+    let f = forecast(&m.artifact, &series).map_err(|missing| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "not enough recent data for sensor {:?}: missing {}",
+                r.sensor_id, missing.what
+            ),
+        )
+    })?;
+    Ok(Prediction {
+        sensor_id: r.sensor_id.clone(),
+        forecast: f,
+        unit: "ug/m3",
+        model: ModelInfo {
+            name: m.model_name.clone(),
+            version: m.version.clone(),
+            kind: m.artifact.name.clone(),
+        },
+    })
+}
+
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    Valid(r): Valid<PredictRequest>,
+) -> Result<Json<Prediction>, ApiError> {
+    validate(&r, &state.limits, &[])?;
+    let m = model(&state)?;
+    Ok(Json(one(&state, &m, &r).await?))
+}
+
+async fn predict_batch(
+    State(state): State<Arc<AppState>>,
+    Valid(b): Valid<BatchRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if b.requests.len() > state.limits.max_batch {
+        return Err(ApiError::invalid(
+            vec![json!("requests")],
+            format!(
+                "at most {} requests per batch, got {}",
+                state.limits.max_batch,
+                b.requests.len()
+            ),
+            "value_error",
+        ));
+    }
+    for (i, r) in b.requests.iter().enumerate() {
+        validate(r, &state.limits, &[json!("requests"), json!(i)])?;
+    }
+    // One model for the whole batch, even if it is swapped meanwhile.
+    let m = model(&state)?;
+    let mut results = Vec::with_capacity(b.requests.len());
+    for r in &b.requests {
+        results.push(match one(&state, &m, r).await {
+            Ok(p) => json!({ "sensor_id": r.sensor_id, "status": 200, "prediction": p }),
+            Err(e) => {
+                json!({ "sensor_id": r.sensor_id, "status": e.status.as_u16(), "detail": e.detail })
+            }
+        });
+    }
+    Ok(Json(
+        json!({ "results": results, "model": { "name": m.model_name, "version": m.version, "kind": m.artifact.name } }),
+    ))
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.current.get() {
+        Some(m) => Json(json!({ "status": "ready", "model": m.model_name, "version": m.version }))
+            .into_response(),
+        None => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no model loaded yet").into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let version = state.current.get().map(|m| m.version.clone());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(version.as_deref()),
+    )
+        .into_response()
+}
+
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    state.metrics.observe(
+        &route,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}

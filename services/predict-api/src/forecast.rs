@@ -1,0 +1,134 @@
+//! The pure part: requests' readings to hourly series, series to a forecast.
+
+use std::collections::BTreeMap;
+
+use airq_domain::Pollutant;
+use airq_domain::aqi::{AqiCategory, sub_index};
+use airq_features::{Hourly, Missing, Series};
+use airq_model::Artifact;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One recent reading sent with a request (ug/m3; `null` or absent: not measured).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputReading {
+    pub timestamp: DateTime<Utc>,
+    #[serde(default)]
+    pub pm2_5: Option<f64>,
+    #[serde(default)]
+    pub pm10: Option<f64>,
+    #[serde(default)]
+    pub no2: Option<f64>,
+}
+
+/// Hourly means, as the trainer's extract computes them from PostgreSQL.
+pub fn hourly(readings: &[InputReading]) -> Series {
+    let mut acc: BTreeMap<DateTime<Utc>, [(f64, u32); 3]> = BTreeMap::new();
+    for r in readings {
+        let hour = r
+            .timestamp
+            .duration_trunc(Duration::hours(1))
+            .unwrap_or(r.timestamp);
+        let a = acc.entry(hour).or_default();
+        for (i, v) in [r.pm2_5, r.pm10, r.no2].into_iter().enumerate() {
+            if let Some(v) = v {
+                a[i].0 += v;
+                a[i].1 += 1;
+            }
+        }
+    }
+    let mean = |(s, n): (f64, u32)| (n > 0).then(|| s / f64::from(n));
+    acc.into_iter()
+        .map(|(h, a)| {
+            (
+                h,
+                Hourly {
+                    pm2_5: mean(a[0]),
+                    pm10: mean(a[1]),
+                    no2: mean(a[2]),
+                },
+            )
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Aqi {
+    /// US AQI of the forecast concentration (PM2.5 sub-index, EPA 2024 breakpoints).
+    pub aqi: u16,
+    pub category: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Forecast {
+    /// The hour forecast (start of the hour, UTC).
+    pub forecast_for: DateTime<Utc>,
+    /// The last hour of data the forecast is made from.
+    pub based_on_hour: DateTime<Utc>,
+    pub pm2_5: f64,
+    pub us_aqi: Option<Aqi>,
+}
+
+/// The next-hour forecast from the last hour of `series`.
+pub fn forecast(model: &Artifact, series: &Series) -> Result<Forecast, Missing> {
+    let Some((&t, _)) = series.last_key_value() else {
+        return Err(Missing {
+            what: "any reading".into(),
+        });
+    };
+    let x = model.spec.features(series, t)?;
+    let pm2_5 = model.model.predict(&x).max(0.0);
+    let us_aqi = sub_index(Pollutant::Pm25, pm2_5).map(|aqi| Aqi {
+        aqi,
+        category: AqiCategory::from_aqi(aqi).as_str().to_owned(),
+    });
+    Ok(Forecast {
+        forecast_for: t + Duration::hours(1),
+        based_on_hour: t,
+        pm2_5,
+        us_aqi,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use airq_features::FeatureSpec;
+    use airq_model::Model;
+
+    use super::*;
+
+    fn readings(hours: i64) -> Vec<InputReading> {
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        (0..hours * 2)
+            .map(|k| InputReading {
+                timestamp: t0 + Duration::minutes(30 * k),
+                pm2_5: Some(10.0 + k as f64),
+                pm10: Some(20.0),
+                no2: None.or(Some(5.0)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hourly_means_match_the_extract() {
+        let s = hourly(&readings(2));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.values().next().unwrap().pm2_5, Some(10.5));
+    }
+
+    #[test]
+    fn persistence_forecasts_the_last_hour_with_its_aqi() {
+        let a = Artifact::new("persistence", FeatureSpec::default(), Model::Persistence);
+        let f = forecast(&a, &hourly(&readings(30))).unwrap();
+        assert_eq!(f.pm2_5, 68.5, "mean of the last hour's two readings");
+        assert_eq!(
+            f.forecast_for,
+            "2024-01-16T06:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let aqi = f.us_aqi.unwrap();
+        assert_eq!(aqi.category, "unhealthy");
+        let short = forecast(&a, &hourly(&readings(3))).unwrap_err();
+        assert!(short.what.starts_with("pm2_5 at"), "{}", short.what);
+    }
+}

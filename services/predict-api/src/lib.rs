@@ -1,0 +1,64 @@
+//! predict-api: next-hour PM2.5 per sensor over HTTP (axum), from the production model of
+//! the MLflow registry.
+//!
+//! - [`forecast`]: pure: readings to hourly series (as the trainer extracts them) to a forecast;
+//! - [`registry`]: the loaded model, swapped atomically when the alias moves;
+//! - [`api`]: routes, validation (422 with field and reason), errors, metrics;
+//! - [`openapi`]: `/openapi.json` and the `/docs` page.
+
+pub mod api;
+pub mod config;
+pub mod forecast;
+pub mod metrics;
+pub mod openapi;
+pub mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+/// Serves until `shutdown` on an already bound listener (tests bind port 0); requests in
+/// flight are finished.
+pub async fn serve(
+    settings: config::Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = airq_store::connect(&settings.database.url, settings.database.max_connections)?;
+    let client = mlflow_client::MlflowClient::new(&settings.mlflow.url)?;
+    let current = Arc::new(registry::Current::default());
+    if let Err(e) = registry::refresh(
+        &client,
+        &settings.mlflow.model,
+        &settings.mlflow.alias,
+        &current,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "no model at start; /ready answers 503 until one is loaded");
+    }
+    let poller = tokio::spawn(registry::poll(
+        client,
+        settings.mlflow.model.clone(),
+        settings.mlflow.alias.clone(),
+        current.clone(),
+        Duration::from_secs(settings.mlflow.poll_secs.max(1)),
+        shutdown.clone(),
+    ));
+    let state = Arc::new(api::AppState {
+        pool,
+        current,
+        metrics: metrics::Metrics::default(),
+        limits: settings.server.clone(),
+    });
+    tracing::info!(addr = %listener.local_addr()?, "predict-api listening");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving")?;
+    shutdown.cancel();
+    let _ = poller.await;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! predict-api over HTTP on a random port, with models from the real MLflow registry and
+//! readings in a real PostgreSQL: every route, every error status, and the hot swap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use airq_features::FeatureSpec;
+use airq_model::{Artifact, Model};
+use chrono::{DateTime, Utc};
+use mlflow_client::MlflowClient;
+use predict_api::config::Settings;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+fn mlflow_url() -> String {
+    std::env::var("AIRQ_TEST_MLFLOW_URL").unwrap_or_else(|_| "http://127.0.0.1:5500".into())
+}
+
+fn pg_admin() -> String {
+    std::env::var("AIRQ_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+}
+
+/// A database with 2 days of readings of S1 and S2, every 20 minutes (PM2.5 = 10 + hour of the day).
+async fn database() -> (String, PgPool) {
+    let name = format!("airq_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPool::connect(&pg_admin()).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", pg_admin().rsplit_once('/').unwrap().0);
+    let pool = PgPool::connect(&url).await.unwrap();
+    airq_store::migrate(&pool).await.unwrap();
+    let mut cleaner = airq_domain::sensor::Cleaner::default();
+    let t0: DateTime<Utc> = "2025-05-01T00:00:00Z".parse().unwrap();
+    let mut rows = Vec::new();
+    for k in 0..(2 * 24 * 3) {
+        let t = t0 + chrono::Duration::minutes(20 * k);
+        for s in ["S1", "S2"] {
+            let pm = 10.0 + (k / 3 % 24) as f64 + if s == "S2" { 5.0 } else { 0.0 };
+            let json = format!(
+                r#"{{"sensor_id":"{s}","timestamp":"{}","location":{{"lat":1,"lon":2}},"measurements":{{"pm2_5":{pm},"pm10":{},"no2":30}}}}"#,
+                t.to_rfc3339(),
+                2.0 * pm
+            );
+            rows.push(cleaner.process(serde_json::from_str(&json).unwrap()));
+        }
+    }
+    airq_store::readings::insert_readings(&pool, &rows)
+        .await
+        .unwrap();
+    (url, pool)
+}
+
+/// Registers `model` as a new version of `name` and points `production` at it.
+async fn publish(c: &MlflowClient, name: &str, kind: &str, model: Model) -> String {
+    let exp = c
+        .get_or_create_experiment("predict-api-tests")
+        .await
+        .unwrap();
+    let run = c.create_run(&exp, kind, &[]).await.unwrap();
+    let artifact = Artifact::new(kind, FeatureSpec::default(), model);
+    c.upload_artifact(&run.artifact_uri, "model/model.json", artifact.to_json())
+        .await
+        .unwrap();
+    c.ensure_registered_model(name, "test").await.unwrap();
+    let v = c
+        .create_model_version(
+            name,
+            &format!("{}/model", run.artifact_uri),
+            &run.run_id,
+            &[],
+        )
+        .await
+        .unwrap();
+    c.set_alias(name, "production", &v.version).await.unwrap();
+    v.version
+}
+
+struct Server {
+    base: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(db: &str, model: &str) -> Server {
+    let mut s = Settings::load().unwrap();
+    s.database.url = SecretString::from(db.to_owned());
+    s.mlflow.url = mlflow_url();
+    s.mlflow.model = model.to_owned();
+    s.mlflow.poll_secs = 1;
+    s.server.max_body_bytes = 16 * 1024;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(predict_api::serve(s, listener, stop.clone()));
+    Server { base, stop, task }
+}
+
+async fn post(http: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
+    let r = http.post(url).json(body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_forecasts_refuses_bad_input_and_swaps_models_live() {
+    let (db, pool) = database().await;
+    let c = MlflowClient::new(&mlflow_url()).unwrap();
+    let name = format!("predict-{}", uuid::Uuid::new_v4().simple());
+    let v1 = publish(&c, &name, "persistence", Model::Persistence).await;
+    let srv = start(&db, &name).await;
+    let http = reqwest::Client::new();
+    let u = |p: &str| format!("{}{p}", srv.base);
+
+    assert_eq!(http.get(u("/health")).send().await.unwrap().status(), 200);
+    let ready: Value = http
+        .get(u("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["version"], json!(v1));
+
+    // From stored readings: persistence forecasts the last hour's mean (23:00 -> 10 + 23 = 33).
+    let (status, p) = post(&http, u("/predict"), &json!({ "sensor_id": "S1" })).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["pm2_5"], json!(33.0));
+    assert_eq!(p["forecast_for"], json!("2025-05-03T00:00:00Z"));
+    assert_eq!(p["us_aqi"]["category"], json!("moderate"));
+    assert_eq!(
+        p["model"],
+        json!({ "name": name, "version": v1, "kind": "persistence" })
+    );
+
+    // From explicit readings: 30 hourly readings, the last one 50.
+    let t0: DateTime<Utc> = "2025-06-01T00:00:00Z".parse().unwrap();
+    let readings: Vec<Value> = (0..30)
+        .map(|h| json!({ "timestamp": (t0 + chrono::Duration::hours(h)).to_rfc3339(), "pm2_5": 20.0 + h as f64, "pm10": 40.0, "no2": 10.0 }))
+        .collect();
+    let (status, p) = post(
+        &http,
+        u("/predict"),
+        &json!({ "sensor_id": "X", "readings": readings }),
+    )
+    .await;
+    assert_eq!((status, p["pm2_5"].clone()), (200, json!(49.0)), "{p}");
+
+    // Errors.
+    let (status, e) = post(&http, u("/predict"), &json!({ "sensor_id": "NOPE" })).await;
+    assert_eq!(status, 404, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("unknown sensor"));
+    let (status, e) = post(&http, u("/predict"), &json!({ "sensor": "S1" })).await;
+    assert_eq!(status, 422);
+    assert!(
+        e["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `sensor`"),
+        "{e}"
+    );
+    let (status, e) = post(&http, u("/predict"), &json!({ "sensor_id": "S1", "readings": [{ "timestamp": "2025-06-01T00:00:00Z", "pm2_5": -3 }] })).await;
+    assert_eq!(
+        (status, e["detail"][0]["loc"].clone()),
+        (422, json!(["body", "readings", 0, "pm2_5"]))
+    );
+    let (status, e) = post(
+        &http,
+        u("/predict"),
+        &json!({ "sensor_id": "S1", "readings": [{ "timestamp": "yesterday" }] }),
+    )
+    .await;
+    assert_eq!(
+        (status, e["detail"][0]["loc"].clone()),
+        (422, json!(["body", "readings", 0, "timestamp"])),
+        "{e}"
+    );
+    let (status, e) = post(&http, u("/predict"), &json!({ "sensor_id": "S1", "readings": [{ "timestamp": "2025-06-01T00:00:00Z", "pm2_5": 3 }] })).await;
+    assert_eq!(status, 422);
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not enough recent data"),
+        "{e}"
+    );
+    let r = http
+        .post(u("/predict"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let big = json!({ "sensor_id": "S1", "readings": vec![json!({ "timestamp": "2025-06-01T00:00:00Z", "pm2_5": 1 }); 1000] });
+    let r = http.post(u("/predict")).json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+
+    // Batch: one result per sensor, each with its status.
+    let (status, b) = post(&http, u("/predict/batch"), &json!({ "requests": [{ "sensor_id": "S1" }, { "sensor_id": "S2" }, { "sensor_id": "NOPE" }] })).await;
+    assert_eq!(status, 200);
+    let statuses: Vec<u64> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 200, 404]);
+    assert_eq!(b["results"][1]["prediction"]["pm2_5"], json!(38.0));
+
+    // Hot swap: version 2 predicts a constant 42; requests keep succeeding throughout.
+    let hammer = {
+        let (http, url) = (http.clone(), u("/predict"));
+        tokio::spawn(async move {
+            let mut codes = Vec::new();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(6) {
+                codes.push(
+                    post(&http, url.clone(), &json!({ "sensor_id": "S1" }))
+                        .await
+                        .0,
+                );
+            }
+            codes
+        })
+    };
+    let n = FeatureSpec::default().names().len();
+    let v2 = publish(
+        &c,
+        &name,
+        "linear",
+        Model::Linear {
+            mean: vec![0.0; n],
+            scale: vec![1.0; n],
+            weights: vec![0.0; n],
+            intercept: 42.0,
+        },
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let (_, p) = post(&http, u("/predict"), &json!({ "sensor_id": "S1" })).await;
+        if p["model"]["version"] == json!(v2) {
+            assert_eq!(p["pm2_5"], json!(42.0));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new production version was not loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let codes = hammer.await.unwrap();
+    assert!(
+        codes.len() > 10 && codes.iter().all(|c| *c == 200),
+        "{} requests during the swap, not all 200",
+        codes.len()
+    );
+
+    let metrics = http
+        .get(u("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("airq_predict_requests_total{route=\"/predict\",status=\"404\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!("airq_predict_model_loaded{{version=\"{v2}\"}} 1")));
+    let spec: Value = http
+        .get(u("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["paths"]["/predict"]["post"]["responses"]["422"].is_object());
+    let docs = http
+        .get(u("/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(docs.contains("/openapi.json"));
+
+    // Graceful shutdown.
+    srv.stop.cancel();
+    srv.task.await.unwrap().unwrap();
+
+    // A registry without a production model: not ready, 503.
+    let none = start(&db, &format!("absent-{}", uuid::Uuid::new_v4().simple())).await;
+    let r = http
+        .get(format!("{}/ready", none.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let (status, e) = post(
+        &http,
+        format!("{}/predict", none.base),
+        &json!({ "sensor_id": "S1" }),
+    )
+    .await;
+    assert_eq!(status, 503, "{e}");
+    none.stop.cancel();
+    none.task.await.unwrap().unwrap();
+
+    pool.close().await;
+    let admin = PgPool::connect(&pg_admin()).await.unwrap();
+    let dbname = db.rsplit_once('/').unwrap().1;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
