@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 STATE ?= .stack
 BEIJING_DIR ?= ../shared/data/beijing_prsa
+# `make train` window (after `make replay`: TRAIN_FROM=2013-03-01 TRAIN_TO=2017-03-01)
+TRAIN_FROM ?= $(shell date -u -d '7 days ago' +%F)
+TRAIN_TO ?= $(shell date -u -d tomorrow +%F)
 ENV = eval "$$(scripts/stack.sh env)"
 
 help:
@@ -10,6 +13,7 @@ help:
 	@echo "make test     start the stack and run every test"
 	@echo "make stop     stop services and stack     make status   what runs"
 	@echo "make replay   replay the Beijing data set into the running platform"
+	@echo "make train    run the ML pipeline on the last 7 days of readings (TRAIN_FROM=, TRAIN_TO=)"
 	@echo "make bench    the replay and latency benchmarks (docs/benchmarks.md)"
 
 stack:
@@ -28,6 +32,10 @@ run: stack build
 test: stack
 	@$(ENV) && if command -v cargo-nextest >/dev/null; then cargo nextest run --workspace --no-fail-fast; else cargo test --workspace --no-fail-fast; fi
 
+train: stack build
+	@$(ENV) && target/release/trainer extract --from $(TRAIN_FROM) --to $(TRAIN_TO) \
+	  && target/release/trainer validate && target/release/trainer train && target/release/trainer evaluate
+
 replay: build
 	@$(ENV) && target/release/sensor-sim replay --data-dir $(BEIJING_DIR) --speedup 0
 
@@ -35,6 +43,8 @@ bench: stack build
 	cargo build --release -p airq-kafka --example consume_rate
 	bench/replay.sh
 	bench/latency.sh 5000 60
+	bench/train_beijing.sh
+	bench/predict_load.sh
 
 stop:
 	-@scripts/services.sh stop
@@ -44,4 +54,4 @@ status:
 	@scripts/stack.sh status
 	@scripts/services.sh status
 
-.PHONY: help stack build run test replay bench stop status
+.PHONY: help stack build run test train replay bench stop status

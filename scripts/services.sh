@@ -14,6 +14,7 @@ eval "$("$ROOT/scripts/stack.sh" env)"
 SERVICES=(
   "stream-cleaner run"
   "anomaly-detector run"
+  "predict-api"
   "sensor-sim synthetic --truth-file $STATE/ground_truth.jsonl"
 )
 

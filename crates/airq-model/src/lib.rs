@@ -36,6 +36,10 @@ pub enum Model {
         learning_rate: f64,
         trees: Vec<Tree>,
     },
+    /// Predicts the change from feature `from` (the last hour's PM2.5): `x[from] + inner(x)`.
+    /// Trees cannot extrapolate beyond the levels they saw; the hour-to-hour change is a
+    /// steadier target than the level.
+    Delta { from: usize, inner: Box<Model> },
 }
 
 impl Model {
@@ -62,6 +66,9 @@ impl Model {
                 learning_rate,
                 trees,
             } => base + learning_rate * trees.iter().map(|t| t.predict(x)).sum::<f64>(),
+            Model::Delta { from, inner } => {
+                x.get(*from).copied().unwrap_or(f64::NAN) + inner.predict(x)
+            }
         }
     }
 
@@ -85,6 +92,7 @@ impl Model {
                     t.add_importances(&mut imp);
                 }
             }
+            Model::Delta { inner, .. } => imp = inner.importances(n_features),
         }
         let total: f64 = imp.iter().sum();
         if total > 0.0 {

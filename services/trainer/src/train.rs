@@ -95,6 +95,15 @@ fn max_features(f: usize, fraction: f64) -> usize {
     ((f as f64 * fraction).round() as usize).clamp(1, f.max(1))
 }
 
+/// Trees learn the change from the last hour's PM2.5 (feature 0), not the level.
+fn change(d: &Dataset) -> Vec<f64> {
+    d.y.iter().zip(&d.last).map(|(y, last)| y - last).collect()
+}
+
+fn on_change(inner: Model) -> Model {
+    Model::Delta { from: 0, inner: Box::new(inner) }
+}
+
 pub fn forest(
     train: &Dataset,
     binned: &Binned,
@@ -113,16 +122,17 @@ pub fn forest(
         seed: cfg.seed,
         threads: cfg.threads,
     };
-    let trees = tree::fit_forest(binned, &train.y, p, progress);
+    let trees = tree::fit_forest(binned, &change(train), p, progress);
     Trained {
         name: "random_forest",
-        model: Model::Forest { trees },
+        model: on_change(Model::Forest { trees }),
         params: vec![
             ("trees".into(), fc.trees.to_string()),
             ("max_depth".into(), fc.max_depth.to_string()),
             ("min_leaf".into(), fc.min_leaf.to_string()),
             ("max_features".into(), p.tree.max_features.to_string()),
             ("bins".into(), "255".into()),
+            ("target".into(), "change from the last hour".into()),
             ("seed".into(), cfg.seed.to_string()),
         ],
         train_seconds: started.elapsed().as_secs_f64(),
@@ -148,14 +158,14 @@ pub fn boosting(
         subsample: bc.subsample,
         seed: cfg.seed,
     };
-    let (base, trees) = tree::fit_boosted(&train.x, binned, &train.y, p, progress);
+    let (base, trees) = tree::fit_boosted(&train.x, binned, &change(train), p, progress);
     Trained {
         name: "gradient_boosting",
-        model: Model::Boosted {
+        model: on_change(Model::Boosted {
             base,
             learning_rate: bc.learning_rate,
             trees,
-        },
+        }),
         params: vec![
             ("rounds".into(), bc.rounds.to_string()),
             ("learning_rate".into(), bc.learning_rate.to_string()),
@@ -163,6 +173,7 @@ pub fn boosting(
             ("min_leaf".into(), bc.min_leaf.to_string()),
             ("subsample".into(), bc.subsample.to_string()),
             ("bins".into(), "255".into()),
+            ("target".into(), "change from the last hour".into()),
             ("seed".into(), cfg.seed.to_string()),
         ],
         train_seconds: started.elapsed().as_secs_f64(),
