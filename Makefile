@@ -13,6 +13,7 @@ help:
 	@echo "make test     start the stack and run every test"
 	@echo "make stop     stop services and stack     make status   what runs"
 	@echo "make replay   replay the Beijing data set into the running platform"
+	@echo "make airflow  Airflow 3 UI + scheduler with the airq DAGs (foreground)"
 	@echo "make train    run the ML pipeline on the last 7 days of readings (TRAIN_FROM=, TRAIN_TO=)"
 	@echo "make bench    the replay and latency benchmarks (docs/benchmarks.md)"
 
@@ -36,6 +37,11 @@ train: stack build
 	@$(ENV) && target/release/trainer extract --from $(TRAIN_FROM) --to $(TRAIN_TO) \
 	  && target/release/trainer validate && target/release/trainer train && target/release/trainer evaluate
 
+# Airflow's UI and scheduler (http://127.0.0.1:8080; `airflow standalone` prints the admin password),
+# running the DAGs of airflow/dags with the native trainer binary.
+airflow: stack build
+	@$(ENV) && AIRQ_TRAINER_BIN=$(CURDIR)/target/release/trainer AIRFLOW__API__PORT=8080 $$AIRQ_AIRFLOW standalone
+
 replay: build
 	@$(ENV) && target/release/sensor-sim replay --data-dir $(BEIJING_DIR) --speedup 0
 
@@ -54,4 +60,4 @@ status:
 	@scripts/stack.sh status
 	@scripts/services.sh status
 
-.PHONY: help stack build run test train replay bench stop status
+.PHONY: help stack build run test train airflow replay bench stop status

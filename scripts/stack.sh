@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The native airq stack: PostgreSQL 15, a Kafka-protocol broker (Tansu) and an MLflow
-# tracking server with its model registry, installed when missing and started idempotently. State and logs live in one git-ignored folder.
+# The native airq stack: PostgreSQL 15, a Kafka-protocol broker (Tansu), an MLflow tracking
+# server with its model registry, and Airflow 3 (installed, database initialised; `make airflow`
+# starts its UI), installed when missing and started idempotently. State and logs live in one git-ignored folder.
 #
 #   scripts/stack.sh up       install what is missing, start, create database and topics
 #   scripts/stack.sh down     stop everything this script started
@@ -28,6 +29,9 @@ MLFLOW_VERSION=3.17.2
 # Every Python package pinned (pip freeze of a working install).
 MLFLOW_REQUIREMENTS=$ROOT/python/requirements-mlflow.txt
 MLFLOW_VENV=$CACHE/mlflow-$MLFLOW_VERSION-$(md5sum "$MLFLOW_REQUIREMENTS" | cut -c1-8)
+AIRFLOW_VERSION=3.3.2
+AIRFLOW_REQUIREMENTS=$ROOT/python/requirements-airflow.txt
+AIRFLOW_VENV=$CACHE/airflow-$AIRFLOW_VERSION-$(md5sum "$AIRFLOW_REQUIREMENTS" | cut -c1-8)
 LOGS=$STATE/logs
 mkdir -p "$STATE" "$LOGS"
 STATE=$(cd "$STATE" && pwd)
@@ -63,13 +67,36 @@ install_tansu() {
     || { tail -30 "$LOGS/tansu-build.log" >&2; exit 1; }
 }
 
-install_mlflow() {
-  [ -x "$MLFLOW_VENV/bin/mlflow" ] && return 0
-  log "installing MLflow $MLFLOW_VERSION into $MLFLOW_VENV (pinned: $MLFLOW_REQUIREMENTS)"
-  rm -rf "$MLFLOW_VENV"
-  python3 -m venv "$MLFLOW_VENV"
-  "$MLFLOW_VENV/bin/pip" install -q --disable-pip-version-check -r "$MLFLOW_REQUIREMENTS" \
-    >"$LOGS/mlflow-install.log" 2>&1 || { tail -30 "$LOGS/mlflow-install.log" >&2; rm -rf "$MLFLOW_VENV"; exit 1; }
+# install_venv NAME VENV REQUIREMENTS: a virtualenv with every package pinned (pip freeze of a
+# working install), cached by the requirements' hash.
+install_venv() {
+  local name=$1 venv=$2 req=$3
+  [ -x "$venv/bin/python" ] && [ -f "$venv/.complete" ] && return 0
+  log "installing $name into $venv (pinned: $req; a few minutes, once)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >"$LOGS/$name-install.log" 2>&1 \
+    || { tail -30 "$LOGS/$name-install.log" >&2; rm -rf "$venv"; exit 1; }
+  touch "$venv/.complete"
+}
+
+install_mlflow() { install_venv mlflow "$MLFLOW_VENV" "$MLFLOW_REQUIREMENTS"; }
+install_airflow() { install_venv airflow "$AIRFLOW_VENV" "$AIRFLOW_REQUIREMENTS"; }
+
+# Airflow's metadata database (sqlite) and configuration, under the state folder.
+airflow_env() {
+  echo "export AIRFLOW_HOME=$STATE/airflow"
+  echo "export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/airflow/dags"
+  echo "export AIRFLOW__CORE__LOAD_EXAMPLES=false"
+  echo "export AIRQ_AIRFLOW=$AIRFLOW_VENV/bin/airflow"
+}
+
+init_airflow() {
+  [ -f "$STATE/airflow/airflow.db" ] && return 0
+  log "initialising Airflow's database in $STATE/airflow"
+  mkdir -p "$STATE/airflow"
+  (eval "$(airflow_env)" && "$AIRQ_AIRFLOW" db migrate >"$LOGS/airflow-migrate.log" 2>&1) \
+    || { tail -20 "$LOGS/airflow-migrate.log" >&2; exit 1; }
 }
 
 pg_running() { [ -f "$(pg_dir)/data/postmaster.pid" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(pg_dir)/data" status >/dev/null 2>&1; }
@@ -164,9 +191,11 @@ cmd_up() {
   install_postgres
   install_tansu
   install_mlflow
+  install_airflow
   start_postgres
   start_tansu
   start_mlflow
+  init_airflow
   cmd_status
 }
 
@@ -206,6 +235,7 @@ cmd_env() {
   echo "export AIRQ__MLFLOW__URL=http://127.0.0.1:$MLFLOW_PORT"
   echo "export AIRQ_TEST_MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT"
   echo "export AIRQ_PYTHON=$MLFLOW_VENV/bin/python"
+  airflow_env
 }
 
 cmd_reset() {

@@ -101,7 +101,10 @@ fn change(d: &Dataset) -> Vec<f64> {
 }
 
 fn on_change(inner: Model) -> Model {
-    Model::Delta { from: 0, inner: Box::new(inner) }
+    Model::Delta {
+        from: 0,
+        inner: Box::new(inner),
+    }
 }
 
 pub fn forest(

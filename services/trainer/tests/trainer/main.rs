@@ -285,3 +285,83 @@ async fn extract_validate_train_evaluate_promote_through_mlflow() {
         .await
         .unwrap();
 }
+
+/// The backfill DAG in a real Airflow 3 (`airflow dags test`: a real DAG run, its tasks run
+/// by Airflow's task runner with XComs) drives the trainer end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_airflow_backfill_dag_runs_the_whole_pipeline() {
+    let airflow = std::env::var("AIRQ_AIRFLOW")
+        .expect("AIRQ_AIRFLOW: run through `make test` (scripts/stack.sh env)");
+    let (db, pool) = test_database().await;
+    load_readings(&pool, 3, DAYS, 9).await;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (experiment, model) = (format!("exp-{id}"), format!("model-{id}"));
+    let to = (start() + Duration::days(DAYS))
+        .format("%Y-%m-%d")
+        .to_string();
+    let conf = format!(r#"{{"from": "2025-03-01", "to": "{to}", "test_from": ""}}"#);
+    let out = Command::new(&airflow)
+        .args(["dags", "test", "airq_backfill_training", "-c", &conf])
+        .env("AIRQ_TRAINER_BIN", env!("CARGO_BIN_EXE_trainer"))
+        .env("AIRQ__DATABASE__URL", &db)
+        .env("AIRQ__MLFLOW__URL", mlflow_url())
+        .env("AIRQ__MLFLOW__EXPERIMENT", &experiment)
+        .env("AIRQ__MLFLOW__MODEL", &model)
+        .env("AIRQ__TRAIN__FOREST__TREES", "10")
+        .env("AIRQ__TRAIN__BOOSTING__ROUNDS", "30")
+        .env("AIRQ__EVALUATE__WINDOW_DAYS", "3")
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "airflow dags test failed:\n{}",
+        &log[log.len().saturating_sub(4000)..]
+    );
+    assert!(
+        log.contains("state:success") || log.contains("DagRun Finished"),
+        "{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+
+    let c = MlflowClient::new(&mlflow_url()).unwrap();
+    let exp = c.get_or_create_experiment(&experiment).await.unwrap();
+    let extract = c
+        .search_runs(&[&exp], "tags.`airq.step` = 'extract'", 10)
+        .await
+        .unwrap();
+    assert_eq!(extract.len(), 1);
+    let snapshot = &extract[0].info.run_id;
+    let trained = c
+        .search_runs(&[&exp], "tags.`airq.step` = 'train'", 10)
+        .await
+        .unwrap();
+    assert_eq!(trained.len(), 4);
+    assert!(
+        trained
+            .iter()
+            .all(|r| r.tag("airq.snapshot_run") == Some(snapshot.as_str())),
+        "trained on the extracted snapshot (XCom)"
+    );
+    let evals = c
+        .search_runs(&[&exp], "tags.`airq.step` = 'evaluate'", 10)
+        .await
+        .unwrap();
+    assert_eq!(evals.len(), 1);
+    assert_eq!(evals[0].tag("airq.decision"), Some("promote"));
+    let prod = c
+        .get_by_alias(&model, "production")
+        .await
+        .unwrap()
+        .expect("promoted by the DAG");
+    assert_eq!(prod.current_stage, Stage::Production);
+
+    pool.close().await;
+    let admin = PgPool::connect(&pg_admin()).await.unwrap();
+    let name = db.rsplit_once('/').unwrap().1;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
