@@ -40,12 +40,36 @@ pub async fn hourly_series(
     Ok(out)
 }
 
-/// The start of the last hour with a reading of `sensor`, or `None` for an unknown sensor.
-pub async fn latest_hour(pool: &PgPool, sensor: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let t: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT date_trunc('hour', max(ts)) FROM readings WHERE sensor_id = $1")
-            .bind(sensor)
-            .fetch_one(pool)
-            .await?;
-    Ok(t)
+const RECENT: &str = r#"
+WITH last AS (SELECT date_trunc('hour', max(ts)) AS h FROM readings WHERE sensor_id = $1)
+SELECT date_trunc('hour', r.ts) AS hour, avg(r.pm2_5), avg(r.pm10), avg(r.no2)
+FROM readings r, last
+WHERE r.sensor_id = $1 AND r.ts >= last.h - $2::interval AND r.ts < last.h + interval '1 hour'
+GROUP BY 1
+ORDER BY 1
+"#;
+
+/// The hourly means of `sensor`'s last `hours` hours with data, up to and including its
+/// last hour, in one round trip; `None` for a sensor with no readings.
+pub async fn recent_series(
+    pool: &PgPool,
+    sensor: &str,
+    hours: i64,
+) -> Result<Option<Series>, StoreError> {
+    type Row = (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>);
+    let window = sqlx::postgres::types::PgInterval::try_from(chrono::Duration::hours(hours))
+        .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
+    let rows: Vec<Row> = sqlx::query_as(RECENT)
+        .bind(sensor)
+        .bind(window)
+        .fetch_all(pool)
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.into_iter()
+            .map(|(h, pm2_5, pm10, no2)| (h, Hourly { pm2_5, pm10, no2 }))
+            .collect(),
+    ))
 }

@@ -11,7 +11,6 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -203,27 +202,19 @@ async fn one(state: &AppState, m: &Loaded, r: &PredictRequest) -> Result<Predict
             let unavailable = |e: airq_store::StoreError| {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
             };
-            let last = airq_store::hourly::latest_hour(&state.pool, &r.sensor_id)
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        format!("unknown sensor {:?}: no readings stored", r.sensor_id),
-                    )
-                })?;
-            let from = last - Duration::hours(m.artifact.spec.history_hours() as i64);
-            let only = [r.sensor_id.clone()];
-            airq_store::hourly::hourly_series(
+            airq_store::hourly::recent_series(
                 &state.pool,
-                from,
-                last + Duration::hours(1),
-                Some(&only),
+                &r.sensor_id,
+                m.artifact.spec.history_hours() as i64,
             )
             .await
             .map_err(unavailable)?
-            .remove(&r.sensor_id)
-            .unwrap_or_default()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown sensor {:?}: no readings stored", r.sensor_id),
+                )
+            })?
         }
     };
     let f = forecast(&m.artifact, &series).map_err(|missing| {
