@@ -12,6 +12,7 @@ pub mod admin;
 pub mod client;
 pub mod dead_letter;
 pub mod offsets;
+pub mod publish;
 
 use serde::Deserialize;
 

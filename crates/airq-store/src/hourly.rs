@@ -57,8 +57,7 @@ pub async fn recent_series(
     hours: i64,
 ) -> Result<Option<Series>, StoreError> {
     type Row = (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>);
-    let window = sqlx::postgres::types::PgInterval::try_from(chrono::Duration::hours(hours))
-        .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
+    let window = crate::interval(chrono::Duration::hours(hours))?;
     let rows: Vec<Row> = sqlx::query_as(RECENT)
         .bind(sensor)
         .bind(window)

@@ -60,6 +60,29 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The `[database]` section every service's configuration has.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    /// Pool size (for the cleaner also the number of concurrent inserts of one batch).
+    pub max_connections: u32,
+}
+
+impl DatabaseSettings {
+    pub fn connect(&self) -> Result<PgPool, StoreError> {
+        connect(&self.url, self.max_connections)
+    }
+}
+
+/// A `chrono` duration as a PostgreSQL interval parameter.
+pub(crate) fn interval(
+    d: chrono::Duration,
+) -> Result<sqlx::postgres::types::PgInterval, StoreError> {
+    sqlx::postgres::types::PgInterval::try_from(d)
+        .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))
+}
+
 /// A lazily connecting pool: the service starts even if the database is down, and each
 /// query fails fast (`acquire_timeout`) so the caller can back off and retry.
 pub fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, StoreError> {

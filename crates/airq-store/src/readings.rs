@@ -129,8 +129,7 @@ pub async fn history(
         return Ok(Vec::new());
     }
     let (ids, before): (Vec<String>, Vec<DateTime<Utc>>) = sensors.iter().cloned().unzip();
-    let window = sqlx::postgres::types::PgInterval::try_from(window)
-        .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
+    let window = crate::interval(window)?;
     let rows = sqlx::query(HISTORY)
         .bind(ids)
         .bind(before)

@@ -3,7 +3,6 @@
 use airq_detect::DetectorConfig;
 use airq_domain::qc::QcConfig;
 use airq_kafka::KafkaConfig;
-use secrecy::SecretString;
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -11,17 +10,10 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub kafka: KafkaConfig,
-    pub database: DatabaseSettings,
+    pub database: airq_store::DatabaseSettings,
     pub detector: ServiceSettings,
     pub detect: DetectorConfig,
     pub qc: QcConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    pub url: SecretString,
-    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

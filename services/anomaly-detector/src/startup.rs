@@ -8,7 +8,7 @@ use crate::worker::Worker;
 
 /// Runs the detector until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = airq_store::connect(&settings.database.url, settings.database.max_connections)?;
+    let pool = settings.database.connect()?;
     airq_store::migrate_with_retry(&pool, &shutdown)
         .await
         .context("applying migrations")?;

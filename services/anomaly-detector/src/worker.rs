@@ -303,30 +303,28 @@ async fn publish(
     dead: &[Dead],
 ) -> anyhow::Result<()> {
     let payloads: Vec<Vec<u8>> = events.iter().map(|e| e.to_json()).collect();
-    let mut deliveries = Vec::with_capacity(events.len() + dead.len());
-    for (e, payload) in events.iter().zip(&payloads) {
-        let rec = FutureRecord::to(&topics.anomalies)
-            .key(e.sensor_id.as_bytes())
-            .payload(payload);
-        deliveries.push(producer.send_result(rec).map_err(|(e, _)| e)?);
-    }
-    for d in dead {
-        let mut rec = FutureRecord::<[u8], [u8]>::to(&topics.dead_letter)
-            .payload(&d.payload)
-            .headers(d.headers.clone());
-        if let Some(k) = &d.key {
-            rec = rec.key(k);
-        }
-        deliveries.push(producer.send_result(rec).map_err(|(e, _)| e)?);
-    }
-    for d in deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e).context("delivering an anomaly"),
-            Err(_) => anyhow::bail!("producer dropped a delivery"),
-        }
-    }
-    Ok(())
+    // Collected: a lazy iterator of borrowed records does not make a `Send` future.
+    let records: Vec<FutureRecord<[u8], [u8]>> = events
+        .iter()
+        .zip(&payloads)
+        .map(|(e, payload)| {
+            FutureRecord::<[u8], [u8]>::to(&topics.anomalies)
+                .key(e.sensor_id.as_bytes())
+                .payload(payload)
+        })
+        .chain(dead.iter().map(|d| {
+            let rec = FutureRecord::<[u8], [u8]>::to(&topics.dead_letter)
+                .payload(&d.payload)
+                .headers(d.headers.clone());
+            match &d.key {
+                Some(k) => rec.key(k),
+                None => rec,
+            }
+        }))
+        .collect();
+    airq_kafka::publish::send_all(producer, records)
+        .await
+        .context("publishing anomalies")
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! Settings of predict-api (`config/default.toml` documents every key).
 
-use secrecy::SecretString;
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -8,7 +7,7 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub server: Server,
-    pub database: Database,
+    pub database: airq_store::DatabaseSettings,
     pub mlflow: Mlflow,
 }
 
@@ -19,13 +18,6 @@ pub struct Server {
     pub max_body_bytes: usize,
     pub max_batch: usize,
     pub max_readings: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Database {
-    pub url: SecretString,
-    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -26,7 +26,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = airq_store::connect(&settings.database.url, settings.database.max_connections)?;
+    let pool = settings.database.connect()?;
     let client = mlflow_client::MlflowClient::new(&settings.mlflow.url)?;
     let current = Arc::new(registry::Current::default());
     if let Err(e) = registry::refresh(

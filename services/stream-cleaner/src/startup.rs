@@ -12,7 +12,7 @@ use crate::worker::Worker;
 
 /// Runs the cleaner until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = airq_store::connect(&settings.database.url, settings.database.max_connections)?;
+    let pool = settings.database.connect()?;
     airq_store::migrate_with_retry(&pool, &shutdown).await?;
     let k = &settings.kafka;
     airq_kafka::admin::ensure_topics(

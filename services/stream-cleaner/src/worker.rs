@@ -19,7 +19,6 @@ use chrono::Utc;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -343,7 +342,8 @@ async fn produce_all(
     processed: &[(String, Vec<u8>)],
     dead: &[OutRecord],
 ) -> anyhow::Result<()> {
-    let records = processed
+    // Collected: a lazy iterator of borrowed records does not make a `Send` future.
+    let records: Vec<FutureRecord<[u8], [u8]>> = processed
         .iter()
         .map(|(key, payload)| {
             FutureRecord::<[u8], [u8]>::to(&sinks.processed_topic)
@@ -358,32 +358,9 @@ async fn produce_all(
                 Some(k) => rec.key(k),
                 None => rec,
             }
-        }));
-    let mut deliveries = Vec::with_capacity(processed.len() + dead.len());
-    for mut rec in records {
-        loop {
-            match sinks.producer.send_result(rec) {
-                Ok(f) => {
-                    deliveries.push(f);
-                    break;
-                }
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                    back,
-                )) => {
-                    rec = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => return Err(e).context("queueing an output message"),
-            }
-        }
-    }
-    for d in deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e).context("delivering an output message"),
-            Err(_) => anyhow::bail!("producer dropped a delivery"),
-        }
-    }
-    Ok(())
+        }))
+        .collect();
+    airq_kafka::publish::send_all(&sinks.producer, records)
+        .await
+        .context("publishing the batch")
 }

@@ -1,23 +1,16 @@
 //! Settings of the trainer (`config/default.toml` documents every key).
 
-use secrecy::SecretString;
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
-    pub database: Database,
+    pub database: airq_store::DatabaseSettings,
     pub mlflow: Mlflow,
     pub validate: ValidateSettings,
     pub train: TrainSettings,
     pub evaluate: EvaluateSettings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Database {
-    pub url: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -88,7 +88,7 @@ impl Pipeline {
 
     /// `extract`: hourly means of `[from, to)` from PostgreSQL into a snapshot artifact.
     pub async fn extract(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<String> {
-        let pool = airq_store::connect(&self.settings.database.url, 2)?;
+        let pool = self.settings.database.connect()?;
         let data = airq_store::hourly::hourly_series(&pool, from, to, None)
             .await
             .context("reading readings")?;
