@@ -10,8 +10,10 @@
 #   scripts/stack.sh reset    stop, then delete all state (databases, topics, logs)
 #
 # Overridable: AIRQ_STATE_DIR, AIRQ_CACHE_DIR, AIRQ_PG_PORT, AIRQ_KAFKA_PORT,
-# AIRQ_KAFKA_STORAGE (sqlite://... default, durable; memory://tansu/ for throughput benches),
-# AIRQ_KAFKA_PARTITIONS, AIRQ_PG_BIN, AIRQ_MLFLOW_PORT.
+# AIRQ_KAFKA_STORAGE (default: the `tansu` database of the stack's PostgreSQL, durable;
+# memory://tansu/ for single-pass throughput benches), AIRQ_KAFKA_PARTITIONS,
+# AIRQ_KAFKA_RETENTION_HOURS (data topics, default 24; dead_letter and anomalies keep 7 days),
+# AIRQ_PG_BIN, AIRQ_MLFLOW_PORT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,8 +37,12 @@ AIRFLOW_VENV=$CACHE/airflow-$AIRFLOW_VERSION-$(md5sum "$AIRFLOW_REQUIREMENTS" | 
 LOGS=$STATE/logs
 mkdir -p "$STATE" "$LOGS"
 STATE=$(cd "$STATE" && pwd)
-# Tansu resolves a sqlite URL against its working directory ($STATE/tansu).
-KAFKA_STORAGE=${AIRQ_KAFKA_STORAGE:-sqlite://tansu.db}
+# The broker keeps its log in its own database of the stack's PostgreSQL: sqlite storage
+# collapsed under the Beijing replay (docs/tansu.md). A sqlite URL would resolve against
+# Tansu's working directory ($STATE/tansu).
+KAFKA_STORAGE=${AIRQ_KAFKA_STORAGE:-postgres://postgres@127.0.0.1:$PG_PORT/tansu}
+TANSU_SCHEMA=$ROOT/scripts/tansu/schema.sql
+RETENTION_HOURS=${AIRQ_KAFKA_RETENTION_HOURS:-24}
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -126,8 +132,27 @@ CONF
   # Ingest-heavy: fewer checkpoints (each one rewrites full pages into the WAL). Durable as ever.
   psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "ALTER SYSTEM SET max_wal_size = '4GB'" \
     -c "ALTER SYSTEM SET checkpoint_timeout = '15min'" -c "SELECT pg_reload_conf()" >/dev/null
-  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='airq'" | grep -q 1 \
-    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE airq"
+  ensure_database airq
+  if [[ $KAFKA_STORAGE == postgres://* ]]; then
+    ensure_database tansu
+    # Idempotent (if not exists / create or replace): also brings an older schema up to date.
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d tansu -q -v ON_ERROR_STOP=1 -f "$TANSU_SCHEMA" >/dev/null
+  fi
+}
+
+ensure_database() {
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$1'" | grep -q 1 \
+    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE $1"
+}
+
+# Retention of a platform topic, in ms: Tansu's maintenance (every 10 min) deletes records
+# older than this from topics whose cleanup.policy is delete, so the log does not grow
+# without bound. The rare, small topics keep a week, as Kafka's default.
+retention_ms() {
+  case $1 in
+    dead_letter|anomalies) echo $((7 * 24 * 3600 * 1000)) ;;
+    *) echo $((RETENTION_HOURS * 3600 * 1000)) ;;
+  esac
 }
 
 tansu_pid() { cat "$STATE/tansu.pid" 2>/dev/null || true; }
@@ -157,7 +182,8 @@ start_tansu() {
   local existing; existing=$("$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true)
   for t in "${TOPICS[@]}"; do
     if ! grep -qw "$t" <<<"$existing"; then
-      "$TANSU" topic create "$t" --partitions "$PARTITIONS" --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 \
+      "$TANSU" topic create "$t" --partitions "$PARTITIONS" --broker "tcp://127.0.0.1:$KAFKA_PORT" \
+        --config cleanup.policy=delete --config "retention.ms=$(retention_ms "$t")" >/dev/null 2>&1 \
         || log "topic $t: create failed (it may exist already)"
     fi
   done

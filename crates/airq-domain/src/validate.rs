@@ -150,7 +150,7 @@ pub fn decode(
     })
 }
 
-fn validate_sensor_id(id: &str, cfg: &ValidationConfig) -> Result<(), Rejection> {
+pub fn validate_sensor_id(id: &str, cfg: &ValidationConfig) -> Result<(), Rejection> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
     if id.is_empty() || id.len() > cfg.max_sensor_id_len || !id.chars().all(ok_char) {
         return Err(reject(

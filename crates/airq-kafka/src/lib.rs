@@ -6,13 +6,16 @@
 //!   (`enable.auto.offset.store=false`: an offset is stored only once its outputs are durable);
 //! - [`admin`]: idempotent topic creation;
 //! - [`offsets`]: the highest processed offset per partition of a batch, to store after a flush;
-//! - [`dead_letter`]: the headers that tell where a dead-lettered message came from and why.
+//! - [`dead_letter`]: the headers that tell where a dead-lettered message came from and why;
+//! - [`runtime`]: the one consume -> process -> write -> store-offset loop, with the retry,
+//!   dead-letter, shutdown, self-healing and eviction policy every consumer shares.
 
 pub mod admin;
 pub mod client;
 pub mod dead_letter;
 pub mod offsets;
 pub mod publish;
+pub mod runtime;
 
 use serde::Deserialize;
 
@@ -61,5 +64,11 @@ pub enum KafkaError {
 impl KafkaError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, KafkaError::Transient(_))
+    }
+}
+
+impl airq_runtime::retry::Retryable for KafkaError {
+    fn is_retryable(&self) -> bool {
+        KafkaError::is_retryable(self)
     }
 }

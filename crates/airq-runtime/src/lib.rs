@@ -1,7 +1,11 @@
 //! Process plumbing shared by every airq binary, so that each `main.rs` stays a few lines:
 //! - [`init_tracing`]: structured logs (`RUST_LOG` filter, `AIRQ_LOG_FORMAT=json` for JSON);
 //! - [`load_config`]: embedded defaults, then an optional file, then `AIRQ__SECTION__KEY` env vars;
-//! - [`shutdown_token`]: a `CancellationToken` cancelled on SIGINT or SIGTERM.
+//! - [`shutdown_token`]: a `CancellationToken` cancelled on SIGINT or SIGTERM; a second
+//!   signal exits at once;
+//! - [`retry`]: the one back-off policy for transient failures ([`retry::Retryable`]).
+
+pub mod retry;
 
 pub use config::ConfigError;
 use serde::de::DeserializeOwned;
@@ -62,14 +66,19 @@ pub fn load_config_from<T: DeserializeOwned>(
         .try_deserialize()
 }
 
-/// A token cancelled on the first SIGINT or SIGTERM.
+/// A token cancelled on the first SIGINT or SIGTERM. The service then drains (bounded by
+/// its own drain timeout); a second signal exits the process at once with status 130, for
+/// an operator who does not want to wait. What was not stored is redelivered.
 pub fn shutdown_token() -> CancellationToken {
     let token = CancellationToken::new();
     let child = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown signal received");
+        tracing::info!("shutdown signal received; draining (a second signal exits at once)");
         child.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second shutdown signal: exiting without draining");
+        std::process::exit(130);
     });
     token
 }

@@ -40,6 +40,20 @@ impl StoreError {
     }
 }
 
+impl airq_runtime::retry::Retryable for StoreError {
+    fn is_retryable(&self) -> bool {
+        StoreError::is_retryable(self)
+    }
+}
+
+/// SQLSTATE classes that a retry can fix: 08 connection, 40 transaction rollback
+/// (serialization failure, deadlock), 53 insufficient resources, 57 operator intervention
+/// (shutdown, statement timeout). Anything else (22 data exception, e.g. a NUL byte in a
+/// text value; 23 constraint violation) is the same on every attempt.
+fn transient_sqlstate(code: &str) -> bool {
+    ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c))
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
@@ -47,12 +61,7 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
-            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection.
-            sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
-            {
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| transient_sqlstate(&c)) => {
                 StoreError::Unavailable(e)
             }
             _ => StoreError::Query(e),
@@ -103,19 +112,29 @@ pub async fn migrate_with_retry(
     pool: &PgPool,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), StoreError> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match migrate(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "database not ready; retrying migrations");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Err(e),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
+    let backoff = airq_runtime::retry::Backoff::from_millis(200, 5000);
+    airq_runtime::retry::retry(
+        "applying migrations",
+        backoff,
+        shutdown,
+        |_| {},
+        || migrate(pool),
+    )
+    .await
+    .map_err(airq_runtime::retry::RetryError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_and_resource_errors_are_transient_data_errors_are_not() {
+        for code in ["08006", "40001", "40P01", "53300", "57P01", "57014"] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in ["22021", "22P02", "23505", "42P01"] {
+            assert!(!transient_sqlstate(code), "{code}");
         }
     }
 }

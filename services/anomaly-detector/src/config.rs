@@ -3,6 +3,7 @@
 use airq_detect::DetectorConfig;
 use airq_domain::qc::QcConfig;
 use airq_kafka::KafkaConfig;
+use airq_kafka::runtime::ConsumerSettings;
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -11,20 +12,22 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 pub struct Settings {
     pub kafka: KafkaConfig,
     pub database: airq_store::DatabaseSettings,
-    pub detector: ServiceSettings,
+    /// The consumer loop (`airq_kafka::runtime`).
+    pub detector: ConsumerSettings,
+    pub warm: WarmSettings,
     pub detect: DetectorConfig,
     pub qc: QcConfig,
 }
 
+/// The warm start: a sensor's state is rebuilt from its stored history before its first
+/// reading is processed (at start, after a rebalance, after eviction).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServiceSettings {
-    pub group_id: String,
-    pub batch_size: usize,
-    pub batch_timeout_ms: u64,
-    pub warm_hours: i64,
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
+pub struct WarmSettings {
+    /// History replayed, in hours before the reading.
+    pub hours: i64,
+    /// Sensors whose history is read in one query (bounds the memory of one page).
+    pub page_sensors: usize,
 }
 
 impl Settings {

@@ -73,6 +73,24 @@ impl Fleet {
     pub fn process(&mut self, r: &ProcessedReading) -> Vec<AnomalyEvent> {
         self.detector.process(r)
     }
+
+    /// Number of sensors with state.
+    pub fn sensors(&self) -> usize {
+        self.detector.sensors()
+    }
+
+    /// Drops the sensors idle for `idle` (event time); they are warmed again if they come
+    /// back. Returns how many.
+    pub fn evict_idle(&mut self, idle: chrono::Duration) -> usize {
+        let gone: HashSet<String> = self.detector.evict_idle(idle).into_iter().collect();
+        if !gone.is_empty() {
+            self.warmed.retain(|s| !gone.contains(s));
+            for sensors in self.sensors_of.values_mut() {
+                sensors.retain(|s| !gone.contains(s));
+            }
+        }
+        gone.len()
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! anomaly-detector: per-sensor streaming anomaly detection (the detectors live in
 //! `airq-detect`).
 //!
-//! - [`worker`] / [`startup`]: the streaming service: `processed_data` in, the
-//!   `anomalies` topic and table out, at least once with idempotent sinks;
+//! - [`processor`] / [`sink`] / [`startup`]: the streaming service on the consumer runtime
+//!   (`airq_kafka::runtime`): `processed_data` in, the `anomalies` topic and table out, at
+//!   least once with idempotent sinks;
 //! - [`fleet`]: the owned sensors' state, warmed from PostgreSQL history on first sight
 //!   and dropped when a partition moves;
 //! - [`evaluate`]: the offline evaluation: the same detector code over a labelled stream
@@ -12,6 +13,10 @@
 pub mod config;
 pub mod evaluate;
 pub mod fleet;
+pub mod processor;
 pub mod score;
+pub mod sink;
 pub mod startup;
-pub mod worker;
+
+/// The service's name in dead-letter headers and logs.
+pub const SERVICE: &str = "anomaly-detector";

@@ -1,10 +1,15 @@
-//! Wiring: database, topics, clients, worker.
+//! Wiring: database, topics, clients, and the detector's processor and sink on the
+//! consumer runtime (`airq_kafka::runtime`).
 
+use airq_kafka::runtime::{ConsumerFactory, Runtime};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::SERVICE;
 use crate::config::Settings;
-use crate::worker::Worker;
+use crate::fleet::Fleet;
+use crate::processor::DetectorProcessor;
+use crate::sink::EventSink;
 
 /// Runs the detector until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -24,15 +29,34 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("creating topics")?;
-    let consumer = airq_kafka::client::consumer(
-        &k.brokers,
-        &settings.detector.group_id,
-        &[&k.topics.processed],
-    )?;
-    // Anomalies are rare and latency matters: no linger.
-    let producer = airq_kafka::client::producer(&k.brokers, 0)?;
+    let factory: ConsumerFactory = {
+        let (brokers, group, topic) = (
+            k.brokers.clone(),
+            settings.detector.group_id.clone(),
+            k.topics.processed.clone(),
+        );
+        Box::new(move || airq_kafka::client::consumer(&brokers, &group, &[&topic]))
+    };
+    let producer = airq_kafka::client::producer(&k.brokers, settings.detector.producer_linger_ms)?;
+    let fleet = Fleet::new(settings.detect.clone(), settings.qc.clone());
+    let processor = DetectorProcessor::new(fleet, pool.clone(), settings.warm.clone());
+    let sink = EventSink {
+        pool,
+        producer: producer.clone(),
+        topic: k.topics.anomalies.clone(),
+    };
     tracing::info!(group = %settings.detector.group_id, topic = %k.topics.processed, "anomaly-detector started");
-    Worker::new(settings, consumer, producer, pool, shutdown)
-        .run()
-        .await
+    Runtime::new(
+        SERVICE,
+        settings.detector.clone(),
+        factory,
+        producer,
+        k.topics.dead_letter.clone(),
+        processor,
+        sink,
+        shutdown,
+    )?
+    .run()
+    .await?;
+    Ok(())
 }

@@ -3,6 +3,7 @@
 use airq_domain::qc::QcConfig;
 use airq_domain::validate::ValidationConfig;
 use airq_kafka::KafkaConfig;
+use airq_kafka::runtime::ConsumerSettings;
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -11,22 +12,10 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 pub struct Settings {
     pub kafka: KafkaConfig,
     pub database: airq_store::DatabaseSettings,
-    pub cleaner: CleanerSettings,
+    /// The consumer loop (`airq_kafka::runtime`).
+    pub cleaner: ConsumerSettings,
     pub validation: ValidationConfig,
     pub qc: QcConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CleanerSettings {
-    pub group_id: String,
-    pub batch_size: usize,
-    pub batch_timeout_ms: u64,
-    pub max_batches_in_flight: usize,
-    pub producer_linger_ms: u32,
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
-    pub drain_timeout_secs: u64,
 }
 
 impl Settings {

@@ -1,19 +1,18 @@
-//! Counters of what the cleaner observed; every increment also has a log line.
+//! What the cleaner counts beyond the runtime's counters (messages, dead letters, retries).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use airq_domain::ProcessedReading;
 use airq_domain::qc::Flag;
+
+use crate::pipeline::Outcome;
 
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub received: AtomicU64,
     pub readings: AtomicU64,
     pub stored: AtomicU64,
-    pub dead_lettered: AtomicU64,
     pub duplicates: AtomicU64,
     pub flagged: AtomicU64,
-    pub batches: AtomicU64,
-    pub retries: AtomicU64,
     pub flags: [AtomicU64; Flag::ALL.len()],
 }
 
@@ -26,28 +25,35 @@ impl Counters {
         c.load(Ordering::Relaxed)
     }
 
-    pub fn flag(&self, f: Flag) {
-        if let Some(i) = Flag::ALL.iter().position(|x| *x == f) {
-            self.flags[i].fetch_add(1, Ordering::Relaxed);
+    /// Counts one cleaned reading and its flags.
+    pub fn count(&self, r: &ProcessedReading) {
+        Self::add(&self.readings, 1);
+        if !Outcome::stored(r) {
+            Self::add(&self.duplicates, 1);
+        }
+        if !r.flags.is_empty() {
+            Self::add(&self.flagged, 1);
+            for f in r.flags.iter() {
+                if let Some(i) = Flag::ALL.iter().position(|x| *x == f) {
+                    self.flags[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
     /// One summary line with every counter.
-    pub fn log_summary(&self) {
+    pub fn log_summary(&self, sensors: usize) {
         let flags: Vec<String> = Flag::ALL
             .iter()
             .zip(&self.flags)
             .map(|(f, c)| format!("{}={}", f.as_str(), Self::get(c)))
             .collect();
         tracing::info!(
-            received = Self::get(&self.received),
             readings = Self::get(&self.readings),
             stored = Self::get(&self.stored),
-            dead_lettered = Self::get(&self.dead_lettered),
             duplicates = Self::get(&self.duplicates),
             flagged = Self::get(&self.flagged),
-            batches = Self::get(&self.batches),
-            retries = Self::get(&self.retries),
+            sensors,
             flags = %flags.join(","),
             "cleaner counters"
         );

@@ -2,11 +2,17 @@
 //! `processed_data`; invalid messages -> dead-letter topic.
 //!
 //! - [`pipeline`]: the pure per-message step (decode, validate, clean);
-//! - [`worker`]: the at-least-once consume/write/store-offset loop;
-//! - [`startup`]: wiring; [`config`]: settings; [`counters`]: observability.
+//! - [`processor`]: a batch of messages through the pipeline (the runtime's `Processor`);
+//! - [`sink`]: readings into PostgreSQL, then `processed_data` (the runtime's `Sink`);
+//! - [`startup`]: wiring onto `airq_kafka::runtime`, which owns the at-least-once loop;
+//! - [`config`]: settings; [`counters`]: observability.
 
 pub mod config;
 pub mod counters;
 pub mod pipeline;
+pub mod processor;
+pub mod sink;
 pub mod startup;
-pub mod worker;
+
+/// The service's name in dead-letter headers and logs.
+pub const SERVICE: &str = "stream-cleaner";

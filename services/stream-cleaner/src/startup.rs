@@ -1,14 +1,18 @@
-//! Wiring: database, topics, clients, worker, periodic counters.
+//! Wiring: database, topics, clients, and the cleaner's processor and sink on the consumer
+//! runtime (`airq_kafka::runtime`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use airq_domain::sensor::Cleaner;
+use airq_kafka::runtime::{ConsumerFactory, Runtime};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::SERVICE;
 use crate::config::Settings;
 use crate::counters::Counters;
-use crate::worker::Worker;
+use crate::processor::CleanerProcessor;
+use crate::sink::ReadingSink;
 
 /// Runs the cleaner until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -22,35 +26,40 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("creating topics")?;
-    let consumer =
-        airq_kafka::client::consumer(&k.brokers, &settings.cleaner.group_id, &[&k.topics.raw])?;
+    let factory: ConsumerFactory = {
+        let (brokers, group, topic) = (
+            k.brokers.clone(),
+            settings.cleaner.group_id.clone(),
+            k.topics.raw.clone(),
+        );
+        Box::new(move || airq_kafka::client::consumer(&brokers, &group, &[&topic]))
+    };
     let producer = airq_kafka::client::producer(&k.brokers, settings.cleaner.producer_linger_ms)?;
     let counters = Arc::new(Counters::default());
-    let ticker = {
-        let (counters, shutdown) = (counters.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(10));
-            every.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = every.tick() => counters.log_summary(),
-                }
-            }
-        })
+    let processor = CleanerProcessor {
+        cleaner: Cleaner::new(settings.qc.clone()),
+        validation: settings.validation.clone(),
+        counters: counters.clone(),
+    };
+    let sink = ReadingSink {
+        pool,
+        producer: producer.clone(),
+        processed_topic: k.topics.processed.clone(),
+        write_parallelism: settings.database.max_connections as usize,
+        counters,
     };
     tracing::info!(group = %settings.cleaner.group_id, topic = %k.topics.raw, "stream-cleaner started");
-    let result = Worker::new(
-        settings,
-        consumer,
+    Runtime::new(
+        SERVICE,
+        settings.cleaner.clone(),
+        factory,
         producer,
-        pool,
-        counters,
-        shutdown.clone(),
-    )
+        k.topics.dead_letter.clone(),
+        processor,
+        sink,
+        shutdown,
+    )?
     .run()
-    .await;
-    shutdown.cancel();
-    let _ = ticker.await;
-    result
+    .await?;
+    Ok(())
 }

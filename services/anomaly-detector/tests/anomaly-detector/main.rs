@@ -28,7 +28,7 @@ fn detector_env(env: &[(String, String)], group: &str) -> Vec<(String, String)> 
         .collect();
     env.push(("AIRQ__DETECTOR__GROUP_ID".into(), group.into()));
     // The whole test stream is history enough: the warm start can rebuild everything.
-    env.push(("AIRQ__DETECTOR__WARM_HOURS".into(), "72".into()));
+    env.push(("AIRQ__WARM__HOURS".into(), "72".into()));
     env
 }
 

@@ -1,0 +1,49 @@
+//! What the runtime counts; every counter also has a log line where it is incremented.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct RuntimeCounters {
+    /// Messages consumed.
+    pub received: AtomicU64,
+    /// Batches written whose offsets were stored.
+    pub batches: AtomicU64,
+    /// Messages sent to the dead-letter topic (processor rejections and sink refusals).
+    pub dead_lettered: AtomicU64,
+    /// Of those, messages whose item the sink refused for good.
+    pub sink_rejected: AtomicU64,
+    /// Transient failures retried.
+    pub retries: AtomicU64,
+    /// Errors returned by the consumer.
+    pub consumer_errors: AtomicU64,
+    /// Times the consumer was recreated by the watchdog.
+    pub consumer_recreated: AtomicU64,
+    /// Sensors whose state was evicted after being idle.
+    pub evicted: AtomicU64,
+}
+
+impl RuntimeCounters {
+    pub fn inc(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    /// One line with every counter.
+    pub fn log(&self, service: &str) {
+        tracing::info!(
+            service,
+            received = Self::get(&self.received),
+            batches = Self::get(&self.batches),
+            dead_lettered = Self::get(&self.dead_lettered),
+            sink_rejected = Self::get(&self.sink_rejected),
+            retries = Self::get(&self.retries),
+            consumer_errors = Self::get(&self.consumer_errors),
+            consumer_recreated = Self::get(&self.consumer_recreated),
+            evicted = Self::get(&self.evicted),
+            "consumer counters"
+        );
+    }
+}

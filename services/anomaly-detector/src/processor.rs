@@ -1,0 +1,191 @@
+//! A batch of `processed_data` messages through the detectors: decode and check each
+//! message, warm the sensors seen for the first time from their stored history (read in
+//! pages of `page_sensors`), then detect.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use airq_detect::AnomalyEvent;
+use airq_domain::ProcessedReading;
+use airq_domain::validate::{ValidationConfig, validate_sensor_id};
+use airq_kafka::runtime::{Context, Outputs, ProcessError, Processor};
+use airq_runtime::retry::RetryError;
+use airq_store::readings::StoredRaw;
+use chrono::{DateTime, Utc};
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+use sqlx::PgPool;
+
+use crate::config::WarmSettings;
+use crate::fleet::Fleet;
+
+/// Dead-letter reason of a `processed_data` message that is not a valid processed reading.
+pub const MALFORMED_PROCESSED: &str = "malformed_processed";
+
+/// Running totals, logged every 10 s and on exit.
+#[derive(Debug, Default)]
+struct Counters {
+    events: u64,
+    warmed: u64,
+    warm_failed: u64,
+    history_rows: u64,
+    dropped: u64,
+}
+
+pub struct DetectorProcessor {
+    pub fleet: Fleet,
+    pub pool: PgPool,
+    pub warm: WarmSettings,
+    pub validation: ValidationConfig,
+    counters: Counters,
+}
+
+/// A `processed_data` payload as a reading, or why not.
+pub fn decode(payload: Option<&[u8]>, v: &ValidationConfig) -> Result<ProcessedReading, String> {
+    let r: ProcessedReading =
+        serde_json::from_slice(payload.unwrap_or_default()).map_err(|e| e.to_string())?;
+    validate_sensor_id(&r.sensor_id, v).map_err(|rej| rej.detail)?;
+    Ok(r)
+}
+
+impl DetectorProcessor {
+    pub fn new(fleet: Fleet, pool: PgPool, warm: WarmSettings) -> Self {
+        Self {
+            fleet,
+            pool,
+            warm,
+            validation: ValidationConfig::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The stored history of each sensor before the given time, by sensor, read in pages.
+    /// A history that cannot be read for a reason no retry fixes is logged and skipped:
+    /// the sensor then starts cold rather than stopping the stream.
+    async fn history(
+        &mut self,
+        sensors: Vec<(String, DateTime<Utc>)>,
+        ctx: &Context,
+    ) -> Result<HashMap<String, Vec<StoredRaw>>, ProcessError> {
+        let window = chrono::Duration::hours(self.warm.hours);
+        let mut by_sensor: HashMap<String, Vec<StoredRaw>> = HashMap::new();
+        for page in sensors.chunks(self.warm.page_sensors.max(1)) {
+            let pool = &self.pool;
+            let read = || airq_store::readings::history(pool, page, window);
+            match ctx.retry("reading history", read).await {
+                Ok(rows) => {
+                    self.counters.history_rows += rows.len() as u64;
+                    for row in rows {
+                        by_sensor
+                            .entry(row.reading.sensor_id.clone())
+                            .or_default()
+                            .push(row);
+                    }
+                }
+                Err(RetryError::Stopped(_)) => return Err(ProcessError::Stopped),
+                Err(RetryError::Permanent(e)) => {
+                    tracing::error!(error = %e, sensors = page.len(), "history unreadable; these sensors start cold");
+                    self.counters.warm_failed += page.len() as u64;
+                }
+            }
+        }
+        Ok(by_sensor)
+    }
+}
+
+impl Processor for DetectorProcessor {
+    type Item = AnomalyEvent;
+
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        ctx: &Context,
+    ) -> Result<Outputs<AnomalyEvent>, ProcessError> {
+        let mut out = Outputs::default();
+        let parsed: Vec<Result<ProcessedReading, String>> = batch
+            .iter()
+            .map(|m| decode(m.payload(), &self.validation))
+            .collect();
+
+        // Sensors without state get their history first, from before their first reading.
+        let mut first_seen: Vec<(String, DateTime<Utc>)> = Vec::new();
+        for r in parsed.iter().flatten() {
+            if self.fleet.needs_warm(&r.sensor_id)
+                && !first_seen.iter().any(|(s, _)| *s == r.sensor_id)
+            {
+                first_seen.push((r.sensor_id.clone(), r.timestamp));
+            }
+        }
+        let mut prefetched = self.history(first_seen, ctx).await?;
+
+        for (i, (m, r)) in batch.iter().zip(parsed).enumerate() {
+            let r = match r {
+                Ok(r) => r,
+                Err(detail) => {
+                    out.reject(i, MALFORMED_PROCESSED, detail);
+                    continue;
+                }
+            };
+            self.counters.dropped +=
+                self.fleet
+                    .observe(m.topic(), m.partition(), m.offset(), &r.sensor_id)
+                    as u64;
+            if self.fleet.needs_warm(&r.sensor_id) {
+                let history = match prefetched.remove(&r.sensor_id) {
+                    Some(h) => h,
+                    // Dropped mid-batch by a rebalance: fetch its history alone.
+                    None => self
+                        .history(vec![(r.sensor_id.clone(), r.timestamp)], ctx)
+                        .await?
+                        .remove(&r.sensor_id)
+                        .unwrap_or_default(),
+                };
+                self.fleet.warm(&r.sensor_id, &history);
+                self.counters.warmed += 1;
+            }
+            for e in self.fleet.process(&r) {
+                out.push(i, e);
+            }
+        }
+        self.counters.events += out.items.len() as u64;
+        Ok(out)
+    }
+
+    fn evict_idle(&mut self, idle: Duration) -> usize {
+        let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+        self.fleet.evict_idle(idle)
+    }
+
+    fn log_progress(&self) {
+        tracing::info!(counters = ?self.counters, sensors = self.fleet.sensors(), "detector counters");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_processed_message_must_be_a_reading_with_a_valid_sensor_id() {
+        let v = ValidationConfig::default();
+        assert!(decode(None, &v).is_err());
+        assert!(decode(Some(b"\xff\x00garbage"), &v).is_err());
+        assert!(decode(Some(br#"{"sensor_id":"a"}"#), &v).is_err());
+        let reading = airq_domain::Reading {
+            sensor_id: "a".into(),
+            timestamp: "2024-01-15T14:30:00Z".parse().unwrap(),
+            location: airq_domain::Location { lat: 1.0, lon: 2.0 },
+            measurements: airq_domain::Measurements {
+                pm2_5: Some(1.0),
+                pm10: Some(2.0),
+                no2: Some(3.0),
+            },
+        };
+        let mut r = airq_domain::sensor::Cleaner::default().process(reading);
+        assert_eq!(decode(Some(&r.to_json()), &v).unwrap(), r);
+        // A NUL byte: PostgreSQL would refuse it in a text column.
+        r.sensor_id = "a\u{0}b".into();
+        let err = decode(Some(&r.to_json()), &v).unwrap_err();
+        assert!(err.contains("sensor_id"), "{err}");
+    }
+}

@@ -1,0 +1,77 @@
+//! Cleaned readings into PostgreSQL (insert-if-absent on `(sensor_id, ts)`, sharded by
+//! sensor over concurrent inserts), then onto `processed_data`, keyed by sensor id.
+
+use std::sync::Arc;
+
+use airq_domain::ProcessedReading;
+use airq_kafka::runtime::{Sink, SinkError};
+use airq_store::StoreError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+
+use crate::counters::Counters;
+use crate::pipeline::Outcome;
+
+pub struct ReadingSink {
+    pub pool: PgPool,
+    pub producer: FutureProducer,
+    pub processed_topic: String,
+    pub write_parallelism: usize,
+    pub counters: Arc<Counters>,
+}
+
+impl Sink for ReadingSink {
+    type Item = ProcessedReading;
+
+    async fn write(&self, readings: &[ProcessedReading]) -> Result<(), SinkError> {
+        // Duplicates are published (flagged) but PostgreSQL already holds them.
+        let stored = readings.iter().filter(|r| Outcome::stored(r));
+        let shards = shard_by_sensor(stored, self.write_parallelism);
+        let writes = shards
+            .iter()
+            .map(|s| airq_store::readings::insert_readings(&self.pool, s));
+        let inserted: u64 = futures::future::try_join_all(writes)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .sum();
+        Counters::add(&self.counters.stored, inserted);
+        let payloads: Vec<Vec<u8>> = readings.iter().map(ProcessedReading::to_json).collect();
+        let records: Vec<FutureRecord<'_, [u8], [u8]>> = readings
+            .iter()
+            .zip(&payloads)
+            .map(|(r, p)| {
+                FutureRecord::<[u8], [u8]>::to(&self.processed_topic)
+                    .key(r.sensor_id.as_bytes())
+                    .payload(p)
+            })
+            .collect();
+        airq_kafka::publish::send_all(&self.producer, records).await?;
+        Ok(())
+    }
+}
+
+fn store_error(e: StoreError) -> SinkError {
+    if e.is_retryable() {
+        SinkError::Transient(Box::new(e))
+    } else {
+        SinkError::Permanent(Box::new(e))
+    }
+}
+
+/// Splits readings into at most `n` shards by sensor: concurrent inserts never race on one key.
+fn shard_by_sensor<'a>(
+    readings: impl Iterator<Item = &'a ProcessedReading>,
+    n: usize,
+) -> Vec<Vec<ProcessedReading>> {
+    use std::hash::{Hash, Hasher};
+    let n = n.max(1);
+    let mut shards = vec![Vec::new(); n];
+    for r in readings {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.sensor_id.hash(&mut h);
+        shards[(h.finish() % n as u64) as usize].push(r.clone());
+    }
+    shards.retain(|s| !s.is_empty());
+    shards
+}
