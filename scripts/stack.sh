@@ -34,6 +34,9 @@ MLFLOW_VENV=$CACHE/mlflow-$MLFLOW_VERSION-$(md5sum "$MLFLOW_REQUIREMENTS" | cut 
 AIRFLOW_VERSION=3.3.2
 AIRFLOW_REQUIREMENTS=$ROOT/python/requirements-airflow.txt
 AIRFLOW_VENV=$CACHE/airflow-$AIRFLOW_VERSION-$(md5sum "$AIRFLOW_REQUIREMENTS" | cut -c1-8)
+# schemathesis: the predict-api contract test generates requests from /openapi.json.
+SCHEMATHESIS_REQUIREMENTS=$ROOT/python/requirements-schemathesis.txt
+SCHEMATHESIS_VENV=$CACHE/schemathesis-$(md5sum "$SCHEMATHESIS_REQUIREMENTS" | cut -c1-8)
 LOGS=$STATE/logs
 mkdir -p "$STATE" "$LOGS"
 STATE=$(cd "$STATE" && pwd)
@@ -88,6 +91,7 @@ install_venv() {
 
 install_mlflow() { install_venv mlflow "$MLFLOW_VENV" "$MLFLOW_REQUIREMENTS"; }
 install_airflow() { install_venv airflow "$AIRFLOW_VENV" "$AIRFLOW_REQUIREMENTS"; }
+install_schemathesis() { install_venv schemathesis "$SCHEMATHESIS_VENV" "$SCHEMATHESIS_REQUIREMENTS"; }
 
 # Airflow's metadata database (sqlite) and configuration, under the state folder.
 airflow_env() {
@@ -218,6 +222,7 @@ cmd_up() {
   install_tansu
   install_mlflow
   install_airflow
+  install_schemathesis
   start_postgres
   start_tansu
   start_mlflow
@@ -261,6 +266,9 @@ cmd_env() {
   echo "export AIRQ__MLFLOW__URL=http://127.0.0.1:$MLFLOW_PORT"
   echo "export AIRQ_TEST_MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT"
   echo "export AIRQ_PYTHON=$MLFLOW_VENV/bin/python"
+  echo "export AIRQ_TANSU_BIN=$TANSU"
+  echo "export AIRQ_TANSU_SCHEMA=$TANSU_SCHEMA"
+  echo "export AIRQ_SCHEMATHESIS=$SCHEMATHESIS_VENV/bin/schemathesis"
   airflow_env
 }
 

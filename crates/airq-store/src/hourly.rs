@@ -41,34 +41,49 @@ pub async fn hourly_series(
 }
 
 const RECENT: &str = r#"
-WITH last AS (SELECT date_trunc('hour', max(ts)) AS h FROM readings WHERE sensor_id = $1)
-SELECT date_trunc('hour', r.ts) AS hour, avg(r.pm2_5), avg(r.pm10), avg(r.no2)
-FROM readings r, last
-WHERE r.sensor_id = $1 AND r.ts >= last.h - $2::interval AND r.ts < last.h + interval '1 hour'
-GROUP BY 1
-ORDER BY 1
+WITH last AS (
+    SELECT s.sensor_id, (SELECT date_trunc('hour', max(ts)) FROM readings r WHERE r.sensor_id = s.sensor_id) AS h
+    FROM (SELECT DISTINCT unnest($1::text[]) AS sensor_id) s
+)
+SELECT r.sensor_id, date_trunc('hour', r.ts) AS hour, avg(r.pm2_5), avg(r.pm10), avg(r.no2)
+FROM last
+JOIN readings r ON r.sensor_id = last.sensor_id AND r.ts >= last.h - $2::interval AND r.ts < last.h + interval '1 hour'
+GROUP BY 1, 2
+ORDER BY 1, 2
 "#;
 
-/// The hourly means of `sensor`'s last `hours` hours with data, up to and including its
-/// last hour, in one round trip; `None` for a sensor with no readings.
+/// The hourly means of each sensor's last `hours` hours with data, up to and including its
+/// last hour, for many sensors in one round trip. A sensor with no readings is absent.
+pub async fn recent_series_many(
+    pool: &PgPool,
+    sensors: &[String],
+    hours: i64,
+) -> Result<BTreeMap<String, Series>, StoreError> {
+    type Row = (String, DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>);
+    if sensors.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let window = crate::interval(chrono::Duration::hours(hours))?;
+    let rows: Vec<Row> = sqlx::query_as(RECENT)
+        .bind(sensors)
+        .bind(window)
+        .fetch_all(pool)
+        .await?;
+    let mut out: BTreeMap<String, Series> = BTreeMap::new();
+    for (sensor, hour, pm2_5, pm10, no2) in rows {
+        out.entry(sensor)
+            .or_default()
+            .insert(hour, Hourly { pm2_5, pm10, no2 });
+    }
+    Ok(out)
+}
+
+/// [`recent_series_many`] for one sensor; `None` for a sensor with no readings.
 pub async fn recent_series(
     pool: &PgPool,
     sensor: &str,
     hours: i64,
 ) -> Result<Option<Series>, StoreError> {
-    type Row = (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>);
-    let window = crate::interval(chrono::Duration::hours(hours))?;
-    let rows: Vec<Row> = sqlx::query_as(RECENT)
-        .bind(sensor)
-        .bind(window)
-        .fetch_all(pool)
-        .await?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        rows.into_iter()
-            .map(|(h, pm2_5, pm10, no2)| (h, Hourly { pm2_5, pm10, no2 }))
-            .collect(),
-    ))
+    let mut many = recent_series_many(pool, &[sensor.to_owned()], hours).await?;
+    Ok(many.remove(sensor))
 }

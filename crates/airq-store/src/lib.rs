@@ -17,7 +17,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// The workspace migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -76,11 +76,19 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     /// Pool size (for the cleaner also the number of concurrent inserts of one batch).
     pub max_connections: u32,
+    /// Longest a statement may run before PostgreSQL cancels it (SQLSTATE 57014, retryable);
+    /// none when absent.
+    #[serde(default)]
+    pub statement_timeout_ms: Option<u64>,
 }
 
 impl DatabaseSettings {
     pub fn connect(&self) -> Result<PgPool, StoreError> {
-        connect(&self.url, self.max_connections)
+        let mut options: PgConnectOptions = self.url.expose_secret().parse()?;
+        if let Some(ms) = self.statement_timeout_ms {
+            options = options.options([("statement_timeout", ms.to_string())]);
+        }
+        Ok(pool_options(self.max_connections).connect_lazy_with(options))
     }
 }
 
@@ -95,10 +103,13 @@ pub(crate) fn interval(
 /// A lazily connecting pool: the service starts even if the database is down, and each
 /// query fails fast (`acquire_timeout`) so the caller can back off and retry.
 pub fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, StoreError> {
-    Ok(PgPoolOptions::new()
+    Ok(pool_options(max_connections).connect_lazy(url.expose_secret())?)
+}
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(url.expose_secret())?)
 }
 
 /// Applies pending migrations.

@@ -1,8 +1,11 @@
 //! The HTTP API: routes, request validation (422 with the field and the reason, as FastAPI
 //! does), errors, metrics middleware.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use airq_features::Series;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
@@ -15,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 
 use crate::config::Server;
 use crate::forecast::{Forecast, InputReading, forecast, hourly};
@@ -26,13 +30,31 @@ pub struct AppState {
     pub current: Arc<Current>,
     pub metrics: Metrics,
     pub limits: Server,
+    /// Permits for prediction requests in flight (`max_concurrent_requests`).
+    pub permits: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, current: Arc<Current>, limits: Server) -> Self {
+        let permits = Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1)));
+        Self {
+            pool,
+            current,
+            metrics: Metrics::default(),
+            limits,
+            permits,
+        }
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.limits.max_body_bytes;
-    Router::new()
+    let predictions = Router::new()
         .route("/predict", post(predict))
         .route("/predict/batch", post(predict_batch))
+        .layer(middleware::from_fn_with_state(state.clone(), shed_load));
+    Router::new()
+        .merge(predictions)
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -103,11 +125,26 @@ impl ApiError {
             detail: json!([{ "loc": full, "msg": msg.into(), "type": kind }]),
         }
     }
+
+    /// 503 for a failure of ours (database, timeout): the cause is logged, the client gets
+    /// a plain message and `Retry-After`.
+    fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, what, "request failed: service unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what} unavailable; retry later"),
+        )
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+        let mut resp = (self.status, Json(json!({ "detail": self.detail }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
     }
 }
 
@@ -195,29 +232,44 @@ fn model(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
     })
 }
 
-async fn one(state: &AppState, m: &Loaded, r: &PredictRequest) -> Result<Prediction, ApiError> {
+/// The stored recent series of every sensor of `requests` that brings no readings, in one
+/// query.
+async fn stored_series(
+    state: &AppState,
+    m: &Loaded,
+    requests: &[&PredictRequest],
+) -> Result<BTreeMap<String, Series>, ApiError> {
+    let sensors: Vec<String> = requests
+        .iter()
+        .filter(|r| r.readings.is_none())
+        .map(|r| r.sensor_id.clone())
+        .collect();
+    let hours = m.artifact.spec.history_hours() as i64;
+    airq_store::hourly::recent_series_many(&state.pool, &sensors, hours)
+        .await
+        .map_err(|e| ApiError::unavailable("database", &e))
+}
+
+/// The forecast of one request, its stored series (if it brings no readings) in `stored`.
+fn one(
+    m: &Loaded,
+    r: &PredictRequest,
+    stored: &BTreeMap<String, Series>,
+) -> Result<Prediction, ApiError> {
+    let given;
     let series = match &r.readings {
-        Some(readings) => hourly(readings),
-        None => {
-            let unavailable = |e: airq_store::StoreError| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
-            };
-            airq_store::hourly::recent_series(
-                &state.pool,
-                &r.sensor_id,
-                m.artifact.spec.history_hours() as i64,
-            )
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("unknown sensor {:?}: no readings stored", r.sensor_id),
-                )
-            })?
+        Some(readings) => {
+            given = hourly(readings);
+            &given
         }
+        None => stored.get(&r.sensor_id).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown sensor {:?}: no readings stored", r.sensor_id),
+            )
+        })?,
     };
-    let f = forecast(&m.artifact, &series).map_err(|missing| {
+    let f = forecast(&m.artifact, series).map_err(|missing| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
@@ -244,7 +296,8 @@ async fn predict(
 ) -> Result<Json<Prediction>, ApiError> {
     validate(&r, &state.limits, &[])?;
     let m = model(&state)?;
-    Ok(Json(one(&state, &m, &r).await?))
+    let stored = stored_series(&state, &m, &[&r]).await?;
+    Ok(Json(one(&m, &r, &stored)?))
 }
 
 async fn predict_batch(
@@ -267,9 +320,11 @@ async fn predict_batch(
     }
     // One model for the whole batch, even if it is swapped meanwhile.
     let m = model(&state)?;
+    let all: Vec<&PredictRequest> = b.requests.iter().collect();
+    let stored = stored_series(&state, &m, &all).await?;
     let mut results = Vec::with_capacity(b.requests.len());
     for r in &b.requests {
-        results.push(match one(&state, &m, r).await {
+        results.push(match one(&m, r, &stored) {
             Ok(p) => json!({ "sensor_id": r.sensor_id, "status": 200, "prediction": p }),
             Err(e) => {
                 json!({ "sensor_id": r.sensor_id, "status": e.status.as_u16(), "detail": e.detail })
@@ -298,6 +353,24 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(version.as_deref()),
     )
         .into_response()
+}
+
+/// Load shedding for the prediction routes: past `max_concurrent_requests` in flight, a
+/// request is answered 503 with `Retry-After` at once (no unbounded queue); one that runs
+/// past `request_timeout_ms` is answered 503 too.
+async fn shed_load(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight; retry later",
+        )
+        .into_response();
+    };
+    let limit = Duration::from_millis(state.limits.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(elapsed) => ApiError::unavailable("prediction (timed out)", &elapsed).into_response(),
+    }
 }
 
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

@@ -18,6 +18,12 @@ pub struct Server {
     pub max_body_bytes: usize,
     pub max_batch: usize,
     pub max_readings: usize,
+    /// A prediction request still running after this long is answered 503.
+    pub request_timeout_ms: u64,
+    /// Prediction requests served at once; one more is answered 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Longest wait for requests in flight on shutdown.
+    pub drain_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,6 +16,8 @@ pub mod registry;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
@@ -47,17 +49,20 @@ pub async fn serve(
         Duration::from_secs(settings.mlflow.poll_secs.max(1)),
         shutdown.clone(),
     ));
-    let state = Arc::new(api::AppState {
-        pool,
-        current,
-        metrics: metrics::Metrics::default(),
-        limits: settings.server.clone(),
-    });
+    let state = Arc::new(api::AppState::new(pool, current, settings.server.clone()));
     tracing::info!(addr = %listener.local_addr()?, "predict-api listening");
-    axum::serve(listener, api::router(state))
+    let server = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("serving")?;
+        .into_future();
+    tokio::pin!(server);
+    // Requests in flight get `drain_timeout_secs` after the shutdown signal, not forever.
+    let drain = Duration::from_secs(settings.server.drain_timeout_secs);
+    tokio::select! {
+        r = &mut server => r.context("serving")?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!(drain_secs = drain.as_secs(), "requests still in flight after the drain timeout; exiting");
+        }
+    }
     shutdown.cancel();
     let _ = poller.await;
     Ok(())

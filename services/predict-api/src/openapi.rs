@@ -19,13 +19,19 @@ pub fn spec() -> Value {
             "422",
             "invalid request (detail gives the field and the reason) or not enough recent data",
         ),
-        ("503", "no model loaded yet, or the database is unavailable"),
+        (
+            "503",
+            "no model loaded yet, the database is unavailable, too many requests in flight or the request timed out (Retry-After says when to retry)",
+        ),
     ]);
     predict_responses["200"] = json!({ "description": "the forecast", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Prediction" } } } });
     let mut batch_responses = errors(&[
         ("413", "request body too large"),
         ("422", "invalid request"),
-        ("503", "no model loaded yet"),
+        (
+            "503",
+            "no model loaded yet, the database is unavailable, too many requests in flight or the request timed out (Retry-After says when to retry)",
+        ),
     ]);
     batch_responses["200"] = json!({ "description": "one result per request, each with its own status", "content": { "application/json": { "schema": { "type": "object" } } } });
     json!({
@@ -45,7 +51,7 @@ pub fn spec() -> Value {
             }},
             "/predict/batch": { "post": {
                 "summary": "Forecasts for many sensors",
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["requests"],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["requests"], "additionalProperties": false,
                     "properties": { "requests": { "type": "array", "items": { "$ref": "#/components/schemas/PredictRequest" } } } },
                     "example": { "requests": [{ "sensor_id": "CAP_001" }, { "sensor_id": "CAP_002" }] } } } },
                 "responses": batch_responses
@@ -62,7 +68,8 @@ pub fn spec() -> Value {
                 "no2": { "type": ["number", "null"], "minimum": 0 } } },
             "PredictRequest": { "type": "object", "required": ["sensor_id"], "additionalProperties": false, "properties": {
                 "sensor_id": { "type": "string", "minLength": 1, "maxLength": 64 },
-                "readings": { "type": "array", "items": { "$ref": "#/components/schemas/Reading" } } } },
+                "readings": { "type": ["array", "null"], "items": { "$ref": "#/components/schemas/Reading" },
+                    "description": "absent or null: the sensor's readings stored in PostgreSQL are used" } } },
             "Prediction": { "type": "object", "properties": {
                 "sensor_id": { "type": "string" },
                 "forecast_for": { "type": "string", "format": "date-time" },

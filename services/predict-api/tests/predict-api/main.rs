@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+mod stress;
+
 fn mlflow_url() -> String {
     std::env::var("AIRQ_TEST_MLFLOW_URL").unwrap_or_else(|_| "http://127.0.0.1:5500".into())
 }
@@ -87,17 +89,46 @@ struct Server {
 }
 
 async fn start(db: &str, model: &str) -> Server {
+    start_with(db, model, |_| {}).await
+}
+
+async fn start_with(db: &str, model: &str, tweak: impl FnOnce(&mut Settings)) -> Server {
     let mut s = Settings::load().unwrap();
     s.database.url = SecretString::from(db.to_owned());
     s.mlflow.url = mlflow_url();
     s.mlflow.model = model.to_owned();
     s.mlflow.poll_secs = 1;
     s.server.max_body_bytes = 16 * 1024;
+    tweak(&mut s);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
     let task = tokio::spawn(predict_api::serve(s, listener, stop.clone()));
     Server { base, stop, task }
+}
+
+/// Waits until the server has loaded its model.
+async fn wait_ready(base: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(r) = reqwest::get(format!("{base}/ready")).await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{base} not ready after 30 s");
+}
+
+async fn drop_database(db: &str, pool: PgPool) {
+    pool.close().await;
+    let admin = PgPool::connect(&pg_admin()).await.unwrap();
+    let name = db.rsplit_once('/').unwrap().1;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 async fn post(http: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {

@@ -140,15 +140,89 @@ pub fn oracle_key(payload: &[u8]) -> Option<(String, String)> {
 }
 
 pub async fn produce(topic: &str, msgs: &[Outgoing]) {
-    airq_kafka::admin::ensure_topics(&brokers(), &[topic], 3)
+    produce_on(&brokers(), topic, msgs).await
+}
+
+pub async fn produce_on(brokers: &str, topic: &str, msgs: &[Outgoing]) {
+    airq_kafka::admin::ensure_topics(brokers, &[topic], 3)
         .await
         .expect("create topic");
-    let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
+    let producer = airq_kafka::client::producer(brokers, 5).expect("producer");
     let mut out = sensor_sim::publish::Publisher::new(producer, topic.to_owned());
     for m in msgs {
         out.send(&m.key, &m.payload).await.expect("send");
     }
     out.flush().await.expect("flush");
+}
+
+/// Messages of every malformed kind we could think of, then seeded random bytes, `n` in all.
+/// Each is something no consumer may crash or stall on.
+pub fn malformed(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    use rand::{Rng, SeedableRng};
+    let good = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = serde_json::json!({"sensor_id":"CAP_001","timestamp":"2025-06-01T00:00:00Z",
+            "location":{"lat":48.85,"lon":2.35},"measurements":{"pm2_5":12.5,"pm10":25.3,"no2":40.2}});
+        f(&mut v);
+        serde_json::to_vec(&v).expect("json")
+    };
+    let mut kinds: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"{".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"\"a string\"".to_vec(),
+        b"42".to_vec(),
+        b"{\"sensor_id\":\"CAP_001\"".to_vec(),
+        vec![0xff, 0xfe, 0x00, 0x01],
+        b"{\"sensor_id\":\"\xc3\x28\"}".to_vec(),
+        "[".repeat(10_000).into_bytes(),
+        format!("{{\"sensor_id\":\"{}\"}}", "x".repeat(100_000)).into_bytes(),
+        good(&|v| v["sensor_id"] = "CAP\u{0}001".into()),
+        good(&|v| v["sensor_id"] = "".into()),
+        good(&|v| v["sensor_id"] = "x".repeat(65).into()),
+        good(&|v| v["sensor_id"] = "capteur-é".into()),
+        good(&|v| v["sensor_id"] = 17.into()),
+        good(&|v| v["timestamp"] = "yesterday".into()),
+        good(&|v| v["timestamp"] = "2999-01-01T00:00:00Z".into()),
+        good(&|v| v["timestamp"] = "1970-01-01T00:00:00Z".into()),
+        good(&|v| v["timestamp"] = serde_json::Value::Null),
+        good(&|v| v["location"]["lat"] = 91.into()),
+        good(&|v| v["location"]["lon"] = "east".into()),
+        good(&|v| v["location"] = serde_json::Value::Null),
+        good(&|v| v["measurements"] = "none".into()),
+        good(&|v| v["measurements"]["pm2_5"] = "12".into()),
+        good(&|v| {
+            v.as_object_mut().expect("object").remove("measurements");
+        }),
+        good(&|v| {
+            v.as_object_mut().expect("object").remove("timestamp");
+        }),
+        br#"{"sensor_id":"CAP_001","timestamp":"2025-06-01T00:00:00Z","location":{"lat":48.85,"lon":2.35},"measurements":{"pm2_5":1e999}}"#.to_vec(),
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    while kinds.len() < n {
+        let len = rng.random_range(0..300);
+        kinds.push((0..len).map(|_| rng.random::<u8>()).collect());
+    }
+    kinds.truncate(n);
+    kinds
+}
+
+/// Produces `payloads` as they are, keyless.
+pub async fn produce_bytes(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
+    use rdkafka::producer::FutureRecord;
+    airq_kafka::admin::ensure_topics(brokers, &[topic], 3)
+        .await
+        .expect("create topic");
+    let producer = airq_kafka::client::producer(brokers, 5).expect("producer");
+    for chunk in payloads.chunks(5000) {
+        let records = chunk
+            .iter()
+            .map(|p| FutureRecord::<[u8], [u8]>::to(topic).payload(p.as_slice()));
+        airq_kafka::publish::send_all(&producer, records)
+            .await
+            .expect("send");
+    }
 }
 
 /// A message read back from a topic.
@@ -177,10 +251,21 @@ pub async fn read_topic_until(
     settle: Duration,
     timeout: Duration,
 ) -> Vec<Received> {
+    read_topic_until_on(&brokers(), topic, done, settle, timeout).await
+}
+
+/// [`read_topic_until`] on the broker at `brokers`.
+pub async fn read_topic_until_on(
+    brokers: &str,
+    topic: &str,
+    done: impl Fn(&[Received]) -> bool,
+    settle: Duration,
+    timeout: Duration,
+) -> Vec<Received> {
     // Partitions assigned directly, no consumer group: the reader does not depend on the
     // broker's group coordination, which is what some tests put under stress.
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
@@ -375,4 +460,107 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// A private Tansu broker on its own PostgreSQL database of the stack's cluster, that a
+/// test may kill (SIGKILL) and start again on the same storage.
+pub struct PrivateTansu {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    storage: String,
+}
+
+impl PrivateTansu {
+    pub async fn start() -> Self {
+        let storage = create_database(&admin_url()).await;
+        let schema =
+            std::fs::read_to_string(std::env::var("AIRQ_TANSU_SCHEMA").unwrap_or_else(|_| {
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../scripts/tansu/schema.sql"
+                )
+                .into()
+            }))
+            .expect("Tansu schema");
+        let pool = PgPool::connect(&storage).await.expect("tansu database");
+        sqlx::raw_sql(&schema)
+            .execute(&pool)
+            .await
+            .expect("apply Tansu schema");
+        pool.close().await;
+        let mut t = Self {
+            child: None,
+            port: free_port(),
+            storage,
+        };
+        t.start_again();
+        t
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn start_again(&mut self) {
+        let bin = std::env::var("AIRQ_TANSU_BIN").expect("AIRQ_TANSU_BIN (scripts/stack.sh env)");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &self.storage])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "tansu did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateTansu {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some((base, name)) = self.storage.rsplit_once('/') {
+            let admin = format!("{base}/postgres");
+            let name = name.to_owned();
+            // Best effort, outside any runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(rt) = rt {
+                    rt.block_on(async {
+                        if let Ok(pool) = PgPool::connect(&admin).await {
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(&pool)
+                            .await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod resilience;
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command};
