@@ -250,11 +250,18 @@ async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() 
     );
     second.kill().unwrap();
     second.wait().unwrap();
-    // Tansu evicts a member that vanished only once its session (10 s) has expired; a
-    // member that rejoins before that is stuck without partitions (see docs/tansu.md).
-    tokio::time::sleep(Duration::from_secs(12)).await;
 
-    let mut third = start_subprocess(&env);
+    // Restarted at once, while the dead member is still in the group: Tansu gives the new
+    // member no partition (docs/tansu.md) until its watchdog recreates the consumer.
+    let log = std::env::temp_dir().join(format!("{}.log", topics.raw));
+    let mut env = env.clone();
+    env.push(("AIRQ__CLEANER__HEAL_AFTER_SECS".into(), "6".into()));
+    let mut third = Command::new(env!("CARGO_BIN_EXE_stream-cleaner"))
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start stream-cleaner");
     let rows = wait_for_rows(&pool, valid.len() as i64, LONG).await;
     let processed = read_topic_until(
         &topics.processed,
@@ -265,8 +272,14 @@ async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() 
     .await;
     third.kill().unwrap();
     third.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
 
     assert_eq!(rows as usize, valid.len());
+    assert!(
+        logged.contains("recreating the consumer"),
+        "the stuck member healed itself (log: {logged})"
+    );
     let stored: BTreeSet<_> = stored_keys(&pool).await.into_iter().collect();
     assert_eq!(stored, valid, "every reading stored exactly once");
     let published = processed_keys(&processed);
