@@ -179,19 +179,10 @@ impl Cleaner {
         self.sensors.len()
     }
 
-    /// Drops the state of every sensor whose newest reading is more than `idle` older than
-    /// the newest reading of any sensor (event time: the same stream evicts the same
-    /// sensors, live or replayed). Memory then stays flat when sensors come and go; a
-    /// sensor that comes back starts afresh. Returns the number of sensors dropped.
-    pub fn evict_idle(&mut self, idle: chrono::Duration) -> usize {
-        let Some(newest) = self.sensors.values().filter_map(|s| s.latest_ts).max() else {
-            return 0;
-        };
-        let horizon = newest - idle.num_seconds();
-        let before = self.sensors.len();
-        self.sensors
-            .retain(|_, s| s.latest_ts.is_some_and(|t| t >= horizon));
-        before - self.sensors.len()
+    /// Drops a sensor's state (it went quiet): if it comes back it starts afresh, and
+    /// PostgreSQL's insert-if-absent still keeps its duplicates out.
+    pub fn forget(&mut self, sensor: &str) {
+        self.sensors.remove(sensor);
     }
 
     /// Cleans, flags and enriches one reading, updating its sensor's state.
@@ -298,23 +289,17 @@ mod tests {
     }
 
     #[test]
-    fn state_stays_bounded_when_100k_sensors_come_and_go() {
+    fn a_forgotten_sensor_starts_afresh() {
         let mut c = Cleaner::default();
-        let mut peak = 0;
-        for i in 0..100_000_i64 {
-            let mut r = reading(0, 10.0, 20.0, 30.0);
-            r.sensor_id = format!("s{i}");
-            r.timestamp = t0() + Duration::seconds(i);
-            c.process(r);
-            if i % 1000 == 999 {
-                c.evict_idle(Duration::hours(1));
-            }
-            peak = peak.max(c.sensors());
-        }
-        assert!(peak <= 3600 + 1000, "peak {peak} sensors held");
-        // The newest hour stays: its sensors keep their dedup and flatline state.
-        c.evict_idle(Duration::hours(1));
-        assert_eq!(c.sensors(), 3601);
+        c.process(reading(0, 10.0, 20.0, 30.0));
+        assert_eq!(c.sensors(), 1);
+        c.forget("s1");
+        assert_eq!(c.sensors(), 0);
+        let again = c.process(reading(0, 10.0, 20.0, 30.0));
+        assert!(
+            !has(&again, Flag::Duplicate),
+            "no memory of the first reading"
+        );
     }
 
     #[test]

@@ -11,6 +11,17 @@ use airq_domain::qc::{Flag, QcConfig};
 use airq_domain::sensor::Cleaner;
 use airq_store::readings::StoredRaw;
 
+/// What [`Fleet::observe`] made of a message's offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The next message of the partition (or its first): process it.
+    Next,
+    /// Processed by this instance already: skip it.
+    Again,
+    /// Another instance processed messages before it: `dropped` sensors must be warmed again.
+    AfterGap { dropped: usize },
+}
+
 pub struct Fleet {
     detector: Detector,
     qc: QcConfig,
@@ -30,27 +41,46 @@ impl Fleet {
         }
     }
 
-    /// Records a message of `sensor` at `offset` of a partition. Offsets of a partition
-    /// this instance kept are contiguous; if not, every sensor of the partition is dropped
-    /// and will be warmed again. Returns the number of sensors dropped.
-    pub fn observe(&mut self, topic: &str, partition: i32, offset: i64, sensor: &str) -> usize {
+    /// Records a message of `sensor` at `offset` of a partition and says what to do with it.
+    ///
+    /// Offsets of a partition this instance kept are contiguous. A message below the next
+    /// expected offset was processed by this instance already (the broker rewound it to the
+    /// committed offset, e.g. after the consumer rejoined its group): it is skipped, its events
+    /// were written then, and the state stays exactly that of the stream in order. A jump
+    /// ahead means another instance processed the messages between: every sensor of the
+    /// partition is dropped and will be warmed again from PostgreSQL.
+    pub fn observe(&mut self, topic: &str, partition: i32, offset: i64, sensor: &str) -> Seen {
         let key = (topic.to_owned(), partition);
-        let mut dropped = 0;
-        if let Some(&expected) = self.next_offset.get(&key)
-            && offset != expected
-        {
-            for s in self.sensors_of.remove(&key).unwrap_or_default() {
-                self.detector.forget(&s);
-                self.warmed.remove(&s);
-                dropped += 1;
+        let mut seen = Seen::Next;
+        match self.next_offset.get(&key) {
+            Some(&expected) if offset < expected => return Seen::Again,
+            Some(&expected) if offset > expected => {
+                let dropped = self.sensors_of.remove(&key).unwrap_or_default();
+                for s in &dropped {
+                    self.detector.forget(s);
+                    self.warmed.remove(s);
+                }
+                seen = Seen::AfterGap {
+                    dropped: dropped.len(),
+                };
             }
+            _ => {}
         }
         self.next_offset.insert(key.clone(), offset + 1);
         self.sensors_of
             .entry(key)
             .or_default()
             .insert(sensor.to_owned());
-        dropped
+        seen
+    }
+
+    /// Drops a sensor's state (it went quiet); it is warmed again if it comes back.
+    pub fn forget(&mut self, sensor: &str) {
+        self.detector.forget(sensor);
+        self.warmed.remove(sensor);
+        for sensors in self.sensors_of.values_mut() {
+            sensors.remove(sensor);
+        }
     }
 
     pub fn needs_warm(&self, sensor: &str) -> bool {
@@ -78,19 +108,6 @@ impl Fleet {
     pub fn sensors(&self) -> usize {
         self.detector.sensors()
     }
-
-    /// Drops the sensors idle for `idle` (event time); they are warmed again if they come
-    /// back. Returns how many.
-    pub fn evict_idle(&mut self, idle: chrono::Duration) -> usize {
-        let gone: HashSet<String> = self.detector.evict_idle(idle).into_iter().collect();
-        if !gone.is_empty() {
-            self.warmed.retain(|s| !gone.contains(s));
-            for sensors in self.sensors_of.values_mut() {
-                sensors.retain(|s| !gone.contains(s));
-            }
-        }
-        gone.len()
-    }
 }
 
 #[cfg(test)]
@@ -115,17 +132,37 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_in_a_partition_drops_its_sensors_only() {
+    fn a_gap_in_a_partition_drops_its_sensors_only_and_a_rewind_is_skipped() {
         let mut f = Fleet::new(DetectorConfig::default(), QcConfig::default());
         f.warm("a", &[]);
         f.warm("b", &[]);
-        assert_eq!(f.observe("t", 0, 10, "a"), 0);
-        assert_eq!(f.observe("t", 1, 5, "b"), 0);
-        assert_eq!(f.observe("t", 0, 11, "a"), 0, "contiguous");
-        assert_eq!(f.observe("t", 0, 20, "a"), 1, "a gap");
+        assert_eq!(f.observe("t", 0, 10, "a"), Seen::Next);
+        assert_eq!(f.observe("t", 1, 5, "b"), Seen::Next);
+        assert_eq!(f.observe("t", 0, 11, "a"), Seen::Next, "contiguous");
+        assert_eq!(f.observe("t", 0, 20, "a"), Seen::AfterGap { dropped: 1 });
         assert!(f.needs_warm("a"));
         assert!(!f.needs_warm("b"));
-        assert_eq!(f.observe("t", 1, 3, "b"), 1, "a rewind");
+        assert_eq!(
+            f.observe("t", 1, 3, "b"),
+            Seen::Again,
+            "a rewind: processed already"
+        );
+        assert!(!f.needs_warm("b"), "its state stays");
+        assert_eq!(f.observe("t", 1, 6, "b"), Seen::Next, "then it goes on");
+    }
+
+    #[test]
+    fn a_forgotten_sensor_is_warmed_again() {
+        let mut f = Fleet::new(DetectorConfig::default(), QcConfig::default());
+        f.warm("a", &[]);
+        f.observe("t", 0, 1, "a");
+        f.forget("a");
+        assert!(f.needs_warm("a"));
+        assert_eq!(
+            f.observe("t", 0, 2, "a"),
+            Seen::Next,
+            "forgetting is not a gap"
+        );
     }
 
     #[test]

@@ -3,12 +3,12 @@
 //! pages of `page_sensors`), then detect.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use airq_detect::AnomalyEvent;
 use airq_domain::ProcessedReading;
 use airq_domain::validate::{ValidationConfig, validate_sensor_id};
-use airq_kafka::runtime::{Context, Outputs, ProcessError, Processor};
+use airq_kafka::runtime::{Context, IdleTracker, Outputs, ProcessError, Processor};
 use airq_runtime::retry::RetryError;
 use airq_store::readings::StoredRaw;
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use rdkafka::message::OwnedMessage;
 use sqlx::PgPool;
 
 use crate::config::WarmSettings;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, Seen};
 
 /// Dead-letter reason of a `processed_data` message that is not a valid processed reading.
 pub const MALFORMED_PROCESSED: &str = "malformed_processed";
@@ -30,6 +30,8 @@ struct Counters {
     warm_failed: u64,
     history_rows: u64,
     dropped: u64,
+    skipped: u64,
+    evicted: u64,
 }
 
 pub struct DetectorProcessor {
@@ -38,6 +40,7 @@ pub struct DetectorProcessor {
     pub warm: WarmSettings,
     pub validation: ValidationConfig,
     counters: Counters,
+    seen: IdleTracker,
 }
 
 /// A `processed_data` payload as a reading, or why not.
@@ -56,6 +59,7 @@ impl DetectorProcessor {
             warm,
             validation: ValidationConfig::default(),
             counters: Counters::default(),
+            seen: IdleTracker::default(),
         }
     }
 
@@ -102,6 +106,7 @@ impl Processor for DetectorProcessor {
         ctx: &Context,
     ) -> Result<Outputs<AnomalyEvent>, ProcessError> {
         let mut out = Outputs::default();
+        let seen_at = Instant::now();
         let parsed: Vec<Result<ProcessedReading, String>> = batch
             .iter()
             .map(|m| decode(m.payload(), &self.validation))
@@ -126,10 +131,18 @@ impl Processor for DetectorProcessor {
                     continue;
                 }
             };
-            self.counters.dropped +=
-                self.fleet
-                    .observe(m.topic(), m.partition(), m.offset(), &r.sensor_id)
-                    as u64;
+            match self
+                .fleet
+                .observe(m.topic(), m.partition(), m.offset(), &r.sensor_id)
+            {
+                Seen::Again => {
+                    self.counters.skipped += 1;
+                    continue;
+                }
+                Seen::AfterGap { dropped } => self.counters.dropped += dropped as u64,
+                Seen::Next => {}
+            }
+            self.seen.touch(&r.sensor_id, seen_at);
             if self.fleet.needs_warm(&r.sensor_id) {
                 let history = match prefetched.remove(&r.sensor_id) {
                     Some(h) => h,
@@ -151,9 +164,11 @@ impl Processor for DetectorProcessor {
         Ok(out)
     }
 
-    fn evict_idle(&mut self, idle: Duration) -> usize {
-        let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
-        self.fleet.evict_idle(idle)
+    fn evict_idle(&mut self, now: Instant, idle: Duration) -> usize {
+        let gone = self.seen.take_idle(now, idle);
+        gone.iter().for_each(|s| self.fleet.forget(s));
+        self.counters.evicted += gone.len() as u64;
+        gone.len()
     }
 
     fn log_progress(&self) {

@@ -36,11 +36,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     };
     let producer = airq_kafka::client::producer(&k.brokers, settings.cleaner.producer_linger_ms)?;
     let counters = Arc::new(Counters::default());
-    let processor = CleanerProcessor {
-        cleaner: Cleaner::new(settings.qc.clone()),
-        validation: settings.validation.clone(),
-        counters: counters.clone(),
-    };
+    let processor = CleanerProcessor::new(
+        Cleaner::new(settings.qc.clone()),
+        settings.validation.clone(),
+        counters.clone(),
+    );
     let sink = ReadingSink {
         pool,
         producer: producer.clone(),

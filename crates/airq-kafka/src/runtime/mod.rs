@@ -18,13 +18,14 @@
 //! - **Self-healing.** A consumer left without partitions while its group makes no progress
 //!   on a topic with data, or whose fetches keep failing, is recreated ([`heal`]).
 //! - **Bounded state.** The processor's per-sensor state is evicted after
-//!   `state_idle_secs` without a reading ([`Processor::evict_idle`]).
+//!   `state_idle_secs` without a reading ([`Processor::evict_idle`], [`IdleTracker`]).
 //!
 //! Layout: `mod.rs` the contract, [`run`](Runtime::run) the loop; `write.rs` the sink
 //! with retry and bisection; `heal.rs` the watchdog; `counters.rs` what is counted.
 
 mod counters;
 mod heal;
+mod idle;
 mod write;
 
 use std::collections::VecDeque;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use counters::RuntimeCounters;
 use heal::{Verdict, Watchdog};
+pub use idle::IdleTracker;
 
 use crate::offsets::OffsetTracker;
 
@@ -68,7 +70,7 @@ pub struct ConsumerSettings {
     /// Recreate the consumer after this long without partitions while the group makes no
     /// progress on a topic with data, or after this long of consecutive fetch errors.
     pub heal_after_secs: u64,
-    /// Per-sensor state is dropped after this long (event time) without a reading.
+    /// Per-sensor state is dropped after this long (processing time) without a reading.
     pub state_idle_secs: u64,
 }
 
@@ -144,8 +146,8 @@ pub trait Processor: Send {
         ctx: &Context,
     ) -> impl Future<Output = Result<Outputs<Self::Item>, ProcessError>> + Send;
 
-    /// Drops the state of sensors idle for `idle`; returns how many.
-    fn evict_idle(&mut self, _idle: Duration) -> usize {
+    /// Drops the state of sensors not seen for `idle` (processing time); returns how many.
+    fn evict_idle(&mut self, _now: Instant, _idle: Duration) -> usize {
         0
     }
 
@@ -308,7 +310,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
             }
             if last_log.elapsed() >= Duration::from_secs(10) {
                 let idle = Duration::from_secs(self.settings.state_idle_secs);
-                let evicted = self.processor.evict_idle(idle);
+                let evicted = self.processor.evict_idle(Instant::now(), idle);
                 RuntimeCounters::inc(&self.counters.evicted, evicted as u64);
                 self.log_progress();
                 last_log = Instant::now();

@@ -7,6 +7,7 @@
 #[path = "../../../stream-cleaner/tests/stream-cleaner/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+mod resilience;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command};
@@ -29,6 +30,7 @@ fn detector_env(env: &[(String, String)], group: &str) -> Vec<(String, String)> 
     env.push(("AIRQ__DETECTOR__GROUP_ID".into(), group.into()));
     // The whole test stream is history enough: the warm start can rebuild everything.
     env.push(("AIRQ__WARM__HOURS".into(), "72".into()));
+    env.push(("AIRQ__DETECTOR__HEAL_AFTER_SECS".into(), "6".into()));
     env
 }
 
@@ -120,8 +122,8 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
         "the detector stored anomalies before the kill ({before_kill})"
     );
     assert!(!producer.is_finished(), "killed mid-stream");
-    // Tansu evicts a vanished member only when its session (10 s) expires (docs/tansu.md).
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Restarted at once: the watchdog heals the member Tansu leaves without partitions
+    // while the dead one is still in the group (docs/tansu.md).
     let mut second = start_detector(&env);
     producer.await.unwrap();
 
@@ -136,28 +138,11 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
         valid,
         "the cleaner published every reading once"
     );
-    let mut det = Detector::new(
-        anomaly_detector::config::Settings::defaults()
-            .unwrap()
-            .detect,
-    );
-    let mut expected_events = Vec::new();
-    for m in &processed {
-        let r: ProcessedReading = serde_json::from_slice(&m.payload).unwrap();
-        expected_events.extend(det.process(&r));
-    }
-    let final_state: BTreeMap<String, &AnomalyEvent> =
-        expected_events.iter().map(|e| (e.id.clone(), e)).collect();
-    let expected_rows: Vec<Row> = final_state.values().map(|e| as_row(e)).collect();
-    let kinds: BTreeSet<_> = final_state.values().map(|e| e.kind).collect();
+    let expected_events = oracle(&processed);
+    let expected_rows = final_rows(&expected_events);
+    let kinds: BTreeSet<_> = expected_events.iter().map(|e| e.kind).collect();
     assert!(kinds.len() >= 5, "several kinds of anomaly: {kinds:?}");
-
-    let started = Instant::now();
-    let mut rows = stored_anomalies(&pool).await;
-    while rows != expected_rows && started.elapsed() < LONG {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        rows = stored_anomalies(&pool).await;
-    }
+    let rows = wait_for_table(&pool, &expected_rows).await;
     let published = read_topic(
         &topics.anomalies,
         expected_events.len(),
@@ -170,37 +155,79 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
     stop_cleaner.cancel();
     cleaner.await.unwrap().unwrap();
 
-    let missing: Vec<_> = expected_rows
+    assert_rows(&rows, &expected_rows);
+    assert_topic_holds(&published, &expected_events);
+    pool.close().await;
+    cleanup(&topics, &db).await;
+}
+
+/// The oracle: the same detector code over everything the cleaner published, in order.
+fn oracle(processed: &[Received]) -> Vec<AnomalyEvent> {
+    let mut det = Detector::new(
+        anomaly_detector::config::Settings::defaults()
+            .unwrap()
+            .detect,
+    );
+    let mut events = Vec::new();
+    for m in processed {
+        if let Ok(r) = serde_json::from_slice::<ProcessedReading>(&m.payload) {
+            events.extend(det.process(&r));
+        }
+    }
+    events
+}
+
+/// The table the events leave: the last state of each episode.
+fn final_rows(events: &[AnomalyEvent]) -> Vec<Row> {
+    let last: BTreeMap<String, &AnomalyEvent> = events.iter().map(|e| (e.id.clone(), e)).collect();
+    last.values().map(|e| as_row(e)).collect()
+}
+
+/// Waits until the table holds `expected` (or LONG passed); returns what it holds.
+async fn wait_for_table(pool: &PgPool, expected: &[Row]) -> Vec<Row> {
+    let started = Instant::now();
+    let mut rows = stored_anomalies(pool).await;
+    while rows != expected && started.elapsed() < LONG {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rows = stored_anomalies(pool).await;
+    }
+    rows
+}
+
+fn assert_rows(rows: &[Row], expected: &[Row]) {
+    let missing: Vec<_> = expected
         .iter()
         .filter(|r| !rows.contains(r))
         .take(3)
         .collect();
     let extra: Vec<_> = rows
         .iter()
-        .filter(|r| !expected_rows.contains(r))
+        .filter(|r| !expected.contains(r))
         .take(3)
         .collect();
     assert_eq!(
         rows.len(),
-        expected_rows.len(),
+        expected.len(),
         "table: {} rows, oracle {}; missing e.g. {missing:?}, extra e.g. {extra:?}",
         rows.len(),
-        expected_rows.len()
+        expected.len()
     );
-    assert_eq!(rows, expected_rows);
+    assert_eq!(rows, expected);
+}
 
-    // The topic is at least once: a kill between a batch's publish and its table write
-    // publishes that batch again on restart. Every copy is the same event (same id, status and
-    // content), so keyed on (id, status) the topic holds exactly the expected events.
+/// The topic is at least once: a kill between a batch's publish and its table write
+/// publishes that batch again on restart. Every copy is the same event (same id, status and
+/// content), so keyed on (id, status) the topic holds exactly the expected events.
+fn assert_topic_holds(published: &[Received], expected: &[AnomalyEvent]) {
     let mut seen: BTreeMap<(String, String), Vec<AnomalyEvent>> = BTreeMap::new();
-    for m in &published {
+    for m in published {
         let e: AnomalyEvent = serde_json::from_slice(&m.payload).expect("an anomaly event");
         seen.entry((e.id.clone(), e.status.as_str().to_owned()))
             .or_default()
             .push(e);
     }
     // Compared as they travel: through JSON (serde_json's float parsing is not bit-exact).
-    let expected_msgs: BTreeMap<(String, String), AnomalyEvent> = expected_events
+    let expected_msgs: BTreeMap<(String, String), AnomalyEvent> = expected
         .iter()
         .map(|e| {
             let travelled: AnomalyEvent = serde_json::from_slice(&e.to_json()).unwrap();
@@ -220,9 +247,7 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
     }
     let repeats: usize = seen.values().map(|c| c.len() - 1).sum();
     assert!(
-        repeats <= 100,
-        "repeats come from one redelivered batch at most, not from the whole replay: {repeats}"
+        repeats <= 200,
+        "repeats come from redelivered batches, not from the whole replay: {repeats}"
     );
-    pool.close().await;
-    cleanup(&topics, &db).await;
 }

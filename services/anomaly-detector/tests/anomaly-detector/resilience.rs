@@ -1,0 +1,380 @@
+//! The detector (with the cleaner before it) under poison messages, a long database outage,
+//! scale-out with instances killed, and the Beijing replay next to a live fleet.
+
+use std::path::PathBuf;
+
+use sensor_sim::faults::FaultRates;
+
+use super::*;
+
+fn spawn_cleaner(
+    s: stream_cleaner::config::Settings,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let stop = CancellationToken::new();
+    (
+        stop.clone(),
+        tokio::spawn(stream_cleaner::startup::run(s, stop)),
+    )
+}
+
+fn detector_settings(
+    db: &str,
+    topics: &airq_kafka::Topics,
+    brokers: &str,
+) -> anomaly_detector::config::Settings {
+    let mut s = anomaly_detector::config::Settings::load().unwrap();
+    s.database.url = secrecy::SecretString::from(db.to_owned());
+    s.kafka.brokers = brokers.to_owned();
+    s.kafka.topics = topics.clone();
+    s.kafka.partitions = 3;
+    s.detector.group_id = format!("det_{}", uuid::Uuid::new_v4().simple());
+    s.warm.hours = 72;
+    s
+}
+
+fn spawn_detector(
+    s: anomaly_detector::config::Settings,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let stop = CancellationToken::new();
+    (
+        stop.clone(),
+        tokio::spawn(anomaly_detector::startup::run(s, stop)),
+    )
+}
+
+async fn create_topics(brokers: &str, t: &airq_kafka::Topics, partitions: i32) {
+    airq_kafka::admin::ensure_topics(
+        brokers,
+        &[&t.raw, &t.processed, &t.anomalies, &t.dead_letter],
+        partitions,
+    )
+    .await
+    .expect("topics");
+}
+
+/// Valid processed readings (faults included), as the cleaner makes them, in stream order.
+fn processed_stream(sensors: usize, ticks: u64, seed: u64) -> Vec<Vec<u8>> {
+    let (msgs, _) = simulate(sensors, ticks, scaled_faults(3.0), seed);
+    let mut cleaner = airq_domain::sensor::Cleaner::default();
+    let v = airq_domain::validate::ValidationConfig::default();
+    let now = chrono::Utc::now();
+    msgs.iter()
+        .filter_map(|m| airq_domain::validate::decode(&m.payload, now, &v).ok())
+        .map(|r| cleaner.process(r).to_json())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_processed_messages_are_dead_lettered_and_detection_goes_on() {
+    airq_runtime::init_tracing("warn");
+    let good = processed_stream(10, 600, 23);
+    let bad = malformed(10_000, 9);
+    let db = test_database().await;
+    let topics = unique_topics();
+    create_topics(&brokers(), &topics, 3).await;
+    // Keyless here, so order across sensors does not matter, but per sensor it does: the
+    // good stream goes in whole, between two halves of poison.
+    produce_bytes(&brokers(), &topics.processed, &bad[..5000]).await;
+    let keyed: Vec<sensor_sim::sim::Outgoing> = good
+        .iter()
+        .map(|p| {
+            let r: ProcessedReading = serde_json::from_slice(p).unwrap();
+            sensor_sim::sim::Outgoing {
+                key: r.sensor_id,
+                payload: p.clone(),
+            }
+        })
+        .collect();
+    produce(&topics.processed, &keyed).await;
+    produce_bytes(&brokers(), &topics.processed, &bad[5000..]).await;
+    let pool = PgPool::connect(&db).await.unwrap();
+    airq_store::migrate(&pool).await.unwrap();
+    let (stop, detector) = spawn_detector(detector_settings(&db, &topics, &brokers()));
+
+    let dead = read_topic(&topics.dead_letter, bad.len(), Duration::from_secs(2), LONG).await;
+    let processed = read_topic(
+        &topics.processed,
+        bad.len() + good.len(),
+        Duration::from_secs(1),
+        LONG,
+    )
+    .await;
+    let expected = oracle(&processed);
+    assert!(!expected.is_empty(), "the good stream has anomalies");
+    let rows = wait_for_table(&pool, &final_rows(&expected)).await;
+    assert!(!detector.is_finished(), "the detector is still running");
+    stop.cancel();
+    detector.await.unwrap().unwrap();
+
+    assert_eq!(
+        dead.len(),
+        bad.len(),
+        "every poison message dead-lettered once"
+    );
+    assert!(
+        dead.iter()
+            .all(|d| d.headers["airq.reason"] == "malformed_processed")
+    );
+    assert!(
+        dead.iter()
+            .all(|d| d.headers["airq.service"] == "anomaly-detector")
+    );
+    assert_rows(&rows, &final_rows(&expected));
+    pool.close().await;
+    cleanup(&topics, &db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleaner_and_detector_wait_out_a_30_s_database_outage_and_lose_nothing() {
+    airq_runtime::init_tracing("error");
+    let pg = PrivatePg::start();
+    let db = create_database(&pg.admin_url()).await;
+    let (msgs, _) = simulate(10, 1200, scaled_faults(3.0), 29);
+    let valid: BTreeSet<_> = msgs.iter().filter_map(|m| oracle_key(&m.payload)).collect();
+    let topics = unique_topics();
+    create_topics(&brokers(), &topics, 3).await;
+    let half = msgs.len() / 2;
+    produce(&topics.raw, &msgs[..half]).await;
+    let (stop_c, cleaner) = spawn_cleaner(settings(&db, &topics));
+    let (stop_d, detector) = spawn_detector(detector_settings(&db, &topics, &brokers()));
+    let pool = PgPool::connect(&db).await.unwrap();
+    assert!(wait_for_rows(&pool, 2_000, LONG).await >= 2_000);
+    pool.close().await;
+
+    pg.stop();
+    produce(&topics.raw, &msgs[half..]).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        !cleaner.is_finished() && !detector.is_finished(),
+        "both wait, neither crashes"
+    );
+    pg.start_again();
+
+    let pool = PgPool::connect(&db).await.unwrap();
+    let rows = wait_for_rows(&pool, valid.len() as i64, LONG).await;
+    assert_eq!(rows as usize, valid.len());
+    let stored: BTreeSet<_> = stored_keys(&pool).await.into_iter().collect();
+    assert_eq!(stored, valid, "every reading once");
+    let processed = read_topic_until(
+        &topics.processed,
+        |got| processed_keys(got) == valid,
+        Duration::from_secs(2),
+        LONG,
+    )
+    .await;
+    let expected = final_rows(&oracle(&processed));
+    let table = wait_for_table(&pool, &expected).await;
+    stop_c.cancel();
+    stop_d.cancel();
+    cleaner.await.unwrap().unwrap();
+    detector.await.unwrap().unwrap();
+    assert_rows(&table, &expected);
+    pool.close().await;
+    cleanup(&topics, &db).await;
+}
+
+fn cleaner_binary() -> PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_anomaly-detector"))
+        .with_file_name("stream-cleaner");
+    assert!(
+        bin.exists(),
+        "{} missing: run the suite as `make test` does (cargo nextest run --workspace builds every binary)",
+        bin.display()
+    );
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_each_with_one_of_each_killed_mid_stream_the_survivors_finish_the_work() {
+    let (msgs, _) = simulate(12, 1500, scaled_faults(3.0), 31);
+    let valid: BTreeSet<_> = msgs.iter().filter_map(|m| oracle_key(&m.payload)).collect();
+    let db = test_database().await;
+    let topics = unique_topics();
+    create_topics(&brokers(), &topics, 6).await;
+    let mut cs = settings(&db, &topics);
+    cs.kafka.partitions = 6;
+    let mut env = settings_env(&cs, &db);
+    env.push(("AIRQ__CLEANER__HEAL_AFTER_SECS".into(), "6".into()));
+    let denv = detector_env(&env, &format!("det_{}", uuid::Uuid::new_v4().simple()));
+    let start_cleaner = || {
+        Command::new(cleaner_binary())
+            .envs(env.iter().cloned())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start stream-cleaner")
+    };
+    let mut cleaners = [start_cleaner(), start_cleaner()];
+    let mut detectors = [start_detector(&denv), start_detector(&denv)];
+
+    // The stream arrives at about 2,000 readings/s.
+    let producer = {
+        let (topic, msgs) = (topics.raw.clone(), msgs.clone());
+        tokio::spawn(async move {
+            let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
+            let mut out = sensor_sim::publish::Publisher::new(producer, topic);
+            for chunk in msgs.chunks(200) {
+                for m in chunk {
+                    out.send(&m.key, &m.payload).await.expect("send");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            out.flush().await.expect("flush");
+        })
+    };
+    let pool = PgPool::connect(&db).await.unwrap();
+    airq_store::migrate(&pool).await.unwrap();
+    let started = Instant::now();
+    while (count_rows(&pool).await < 4_000 || stored_anomalies(&pool).await.len() < 5)
+        && started.elapsed() < LONG
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cleaners[0].kill().unwrap();
+    detectors[0].kill().unwrap();
+    assert!(!producer.is_finished(), "killed mid-stream");
+    producer.await.unwrap();
+
+    let rows = wait_for_rows(&pool, valid.len() as i64, LONG).await;
+    let processed = read_topic_until(
+        &topics.processed,
+        |got| processed_keys(got) == valid,
+        Duration::from_secs(2),
+        LONG,
+    )
+    .await;
+    let expected = final_rows(&oracle(&processed));
+    let table = wait_for_table(&pool, &expected).await;
+    for mut p in cleaners.into_iter().chain(detectors) {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    assert_eq!(rows as usize, valid.len());
+    let stored = stored_keys(&pool).await;
+    assert_eq!(stored.len(), valid.len(), "every reading once");
+    assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), valid);
+    assert_eq!(processed_keys(&processed), valid, "processed_data complete");
+    assert_rows(&table, &expected);
+    pool.close().await;
+    cleanup(&topics, &db).await;
+}
+
+fn beijing_dir() -> PathBuf {
+    let shared = PathBuf::from(std::env::var("AIRQ_BEIJING_DIR").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/beijing_prsa"
+        )
+        .into()
+    }));
+    if shared.join("stations.csv").exists() {
+        shared
+    } else {
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/beijing_prsa"
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beijing_replay_next_to_a_live_fleet_lands_every_reading() {
+    airq_runtime::init_tracing("error");
+    const REPLAYED: usize = 30_000;
+    let dir = beijing_dir();
+    let history = sensor_sim::replay::load(&dir, Some(REPLAYED)).unwrap();
+    let db = test_database().await;
+    let topics = unique_topics();
+    create_topics(&brokers(), &topics, 6).await;
+    let mut cs = settings(&db, &topics);
+    cs.kafka.partitions = 6;
+    let (stop_c, cleaner) = spawn_cleaner(cs);
+    let (stop_d, detector) = spawn_detector(detector_settings(&db, &topics, &brokers()));
+
+    // The live fleet: 20 sensors, a reading each per second, stamped with the wall clock.
+    let stop_live = CancellationToken::new();
+    let live = {
+        let (topic, stop) = (topics.raw.clone(), stop_live.clone());
+        tokio::spawn(async move {
+            let mut sim = sensor_sim::sim::Simulator::new(sensor_sim::sim::FleetSpec {
+                sensors: 20,
+                center: airq_domain::Location {
+                    lat: 48.85,
+                    lon: 2.35,
+                },
+                start: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0),
+                interval: chrono::Duration::seconds(1),
+                seed: 3,
+                faults: FaultRates::none(),
+            });
+            let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
+            let mut out = sensor_sim::publish::Publisher::new(producer, topic);
+            let mut sent = Vec::new();
+            while !stop.is_cancelled() {
+                for m in sim.tick().messages {
+                    out.send(&m.key, &m.payload).await.expect("send");
+                    sent.push(m);
+                }
+                out.flush().await.expect("flush");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            sent
+        })
+    };
+    // The replay, as `make replay` sends it: as fast as possible.
+    let mut settings = sensor_sim::config::Settings::load().unwrap();
+    settings.kafka.brokers = brokers();
+    settings.kafka.topics = topics.clone();
+    let args = sensor_sim::cli::ReplayArgs {
+        data_dir: dir.clone(),
+        speedup: 0.0,
+        limit: Some(REPLAYED),
+        quiet: true,
+    };
+    sensor_sim::startup::run_replay(settings, args, CancellationToken::new())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_live.cancel();
+    let live_sent = live.await.unwrap();
+    assert!(
+        live_sent.len() >= 20 * 3,
+        "the live fleet sent while the replay ran"
+    );
+
+    let v = airq_domain::validate::ValidationConfig::default();
+    let now = chrono::Utc::now();
+    let mut valid: BTreeSet<(String, String)> = history
+        .iter()
+        .filter(|r| airq_domain::validate::decode(&r.to_json(), now, &v).is_ok())
+        .map(|r| (r.sensor_id.clone(), r.timestamp.to_rfc3339()))
+        .collect();
+    valid.extend(live_sent.iter().filter_map(|m| oracle_key(&m.payload)));
+    let pool = PgPool::connect(&db).await.unwrap();
+    let rows = wait_for_rows(&pool, valid.len() as i64, LONG).await;
+    assert_eq!(
+        rows as usize,
+        valid.len(),
+        "every replayed and every live reading stored"
+    );
+    let stored: BTreeSet<_> = stored_keys(&pool).await.into_iter().collect();
+    assert_eq!(stored, valid);
+
+    // The detector keeps up: its group reaches the end of processed_data.
+    let processed = read_topic(&topics.processed, valid.len(), Duration::from_secs(2), LONG).await;
+    assert_eq!(processed_keys(&processed), valid);
+    let expected = final_rows(&oracle(&processed));
+    let table = wait_for_table(&pool, &expected).await;
+    stop_c.cancel();
+    stop_d.cancel();
+    cleaner.await.unwrap().unwrap();
+    detector.await.unwrap().unwrap();
+    assert_rows(&table, &expected);
+    pool.close().await;
+    cleanup(&topics, &db).await;
+}
