@@ -10,12 +10,12 @@ ENV = eval "$$(scripts/stack.sh env)"
 
 help:
 	@echo "make run      start the stack (PostgreSQL, Kafka) and the services, simulator streaming"
-	@echo "make test     start the stack and run every test"
+	@echo "make test     start the stack, check fmt + clippy, run every test"
 	@echo "make stop     stop services and stack     make status   what runs"
 	@echo "make replay   replay the Beijing data set into the running platform"
 	@echo "make airflow  Airflow 3 UI + scheduler with the airq DAGs (foreground)"
 	@echo "make train    run the ML pipeline on the last 7 days of readings (TRAIN_FROM=, TRAIN_TO=)"
-	@echo "make bench    the replay and latency benchmarks (docs/benchmarks.md)"
+	@echo "make bench    the replay, platform, latency, training and predict benchmarks (docs/benchmarks.md)"
 
 stack:
 	scripts/stack.sh up
@@ -30,7 +30,10 @@ run: stack build
 	@scripts/services.sh status
 	@echo "readings so far: psql postgres://postgres@127.0.0.1:$${AIRQ_PG_PORT:-55432}/airq -c 'select count(*) from readings'"
 
+# Lint first (fails fast), then every test on the real servers.
 test: stack
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 	@$(ENV) && if command -v cargo-nextest >/dev/null; then cargo nextest run --workspace --no-fail-fast; else cargo test --workspace --no-fail-fast; fi
 
 train: stack build
@@ -46,8 +49,9 @@ replay: build
 	@$(ENV) && target/release/sensor-sim replay --data-dir $(BEIJING_DIR) --speedup 0
 
 bench: stack build
-	cargo build --release -p airq-kafka --example consume_rate
+	cargo build --release -p airq-kafka --examples
 	bench/replay.sh
+	bench/platform.sh
 	bench/latency.sh 5000 60
 	bench/train_beijing.sh
 	bench/predict_load.sh

@@ -80,6 +80,10 @@ pub struct DatabaseSettings {
     /// none when absent.
     #[serde(default)]
     pub statement_timeout_ms: Option<u64>,
+    /// Longest wait for a pooled connection (also while the database is unreachable);
+    /// 5 s when absent. A server keeps it under its request timeout.
+    #[serde(default)]
+    pub acquire_timeout_ms: Option<u64>,
 }
 
 impl DatabaseSettings {
@@ -88,7 +92,11 @@ impl DatabaseSettings {
         if let Some(ms) = self.statement_timeout_ms {
             options = options.options([("statement_timeout", ms.to_string())]);
         }
-        Ok(pool_options(self.max_connections).connect_lazy_with(options))
+        let mut pool = pool_options(self.max_connections);
+        if let Some(ms) = self.acquire_timeout_ms {
+            pool = pool.acquire_timeout(Duration::from_millis(ms));
+        }
+        Ok(pool.connect_lazy_with(options))
     }
 }
 

@@ -209,6 +209,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn state_stays_flat_when_100k_sensors_come_and_go() {
+        // As the processor evicts: every sensor touched on its reading, idle ones dropped
+        // once a (simulated) minute; a sensor idle for 5 minutes goes.
+        let mut f = Fleet::new(DetectorConfig::default(), QcConfig::default());
+        let mut seen = airq_kafka::runtime::IdleTracker::default();
+        let mut cleaner = Cleaner::new(QcConfig::default());
+        let t0 = std::time::Instant::now();
+        let mut peak = 0;
+        for minute in 0..100_u64 {
+            let at = t0 + std::time::Duration::from_secs(60 * minute);
+            for i in 0..1000 {
+                let id = format!("s{}", minute * 1000 + i);
+                assert_eq!(
+                    f.observe("t", 0, (minute * 1000 + i) as i64, &id),
+                    Seen::Next
+                );
+                f.warm(&id, &[]);
+                seen.touch(&id, at);
+                f.process(&cleaner.process(raw(&id, minute as i64, 12.0)));
+                cleaner.forget(&id);
+            }
+            peak = peak.max(f.sensors());
+            for s in seen.take_idle(at, std::time::Duration::from_secs(300)) {
+                f.forget(&s);
+            }
+        }
+        assert!((5000..=6000).contains(&peak), "peak {peak} sensors held");
+        let later = t0 + std::time::Duration::from_secs(1_000_000);
+        for s in seen.take_idle(later, std::time::Duration::from_secs(300)) {
+            f.forget(&s);
+        }
+        assert_eq!(f.sensors(), 0, "all gone once idle");
+        assert!(f.needs_warm("s0"), "and warmed again if they come back");
+    }
+
     fn cleaner_after(history: &[Reading]) -> Cleaner {
         let mut c = Cleaner::new(QcConfig::default());
         for r in history {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use airq_domain::validate::{ValidationConfig, validate_sensor_id};
 use airq_features::Series;
 
 use axum::body::Bytes;
@@ -184,13 +185,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Valid<T> {
     }
 }
 
-/// Checks what serde cannot: lengths, finite non-negative values.
+/// What a valid `sensor_id` is (`airq_domain::validate::validate_sensor_id`).
+pub const SENSOR_ID_RULE: &str =
+    "sensor_id must be 1 to 64 characters, each a letter, digit or one of _ - . :";
+
+/// Checks what serde cannot: the sensor id, lengths, finite non-negative values.
 fn validate(r: &PredictRequest, limits: &Server, prefix: &[Value]) -> Result<(), ApiError> {
     let loc = |rest: &[Value]| prefix.iter().chain(rest).cloned().collect::<Vec<_>>();
-    if r.sensor_id.trim().is_empty() || r.sensor_id.len() > 64 {
+    // The cleaner's rule: no id outside it can have stored readings.
+    if validate_sensor_id(&r.sensor_id, &ValidationConfig::default()).is_err() {
         return Err(ApiError::invalid(
             loc(&[json!("sensor_id")]),
-            "sensor_id must be 1 to 64 characters",
+            SENSOR_ID_RULE,
             "value_error",
         ));
     }

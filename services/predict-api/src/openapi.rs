@@ -67,7 +67,7 @@ pub fn spec() -> Value {
                 "pm10": { "type": ["number", "null"], "minimum": 0 },
                 "no2": { "type": ["number", "null"], "minimum": 0 } } },
             "PredictRequest": { "type": "object", "required": ["sensor_id"], "additionalProperties": false, "properties": {
-                "sensor_id": { "type": "string", "minLength": 1, "maxLength": 64 },
+                "sensor_id": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]{1,64}$" },
                 "readings": { "type": ["array", "null"], "items": { "$ref": "#/components/schemas/Reading" },
                     "description": "absent or null: the sensor's readings stored in PostgreSQL are used" } } },
             "Prediction": { "type": "object", "properties": {

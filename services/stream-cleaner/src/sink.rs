@@ -36,7 +36,12 @@ impl Sink for ReadingSink {
             .iter()
             .sum();
         Counters::add(&self.counters.stored, inserted);
-        let payloads: Vec<Vec<u8>> = readings.iter().map(ProcessedReading::to_json).collect();
+        Ok(())
+    }
+
+    /// `processed_data`, in consumption order: each sensor's readings stay in order.
+    async fn publish(&self, readings: &[&ProcessedReading]) -> Result<(), SinkError> {
+        let payloads: Vec<Vec<u8>> = readings.iter().map(|r| r.to_json()).collect();
         let records: Vec<FutureRecord<'_, [u8], [u8]>> = readings
             .iter()
             .zip(&payloads)

@@ -2,24 +2,38 @@
 //!
 //! Seen on Tansu: a member that joins while a dead member is still in the group gets no
 //! partition, and the group stays stuck (docs/tansu.md); after session time-outs under
-//! load, a member may never get its partitions back. A new consumer (a new member id)
-//! joins cleanly. The watchdog tells "stuck" from "idle on purpose" (more members than
-//! partitions, or nothing to read): it recreates the consumer only when it has had no
-//! partition for `heal_after` while the group's committed offsets did not move and its
-//! topics hold unread data; or when every fetch failed for `heal_after`.
+//! load, a member may never get its partitions back; and when a member dies, Tansu may drop
+//! it from the group without starting a new generation, so the survivors keep their own
+//! partitions and nobody consumes the dead member's. A new consumer (a new member id) joins
+//! cleanly and makes the group rebalance.
+//!
+//! The watchdog tells "stuck" from "idle on purpose" (more members than partitions, nothing
+//! to read) and from "everybody waits" (a database outage): every `heal_after` it compares
+//! the group's committed offsets, on the partitions this consumer does not own, with those
+//! of the period before. It recreates the consumer when those partitions hold unread data
+//! and did not move while this consumer's own partitions are fine (no lag, or moving); or
+//! when every fetch failed for `heal_after`.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// The group's position on the subscribed topics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
+/// Where a set of partitions stands for the group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
     /// Sum of the group's committed offsets.
     pub committed: i64,
     /// Messages past the committed offsets.
     pub lag: i64,
+}
+
+/// The group's position on the subscribed topics: the partitions this consumer owns, and
+/// the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub mine: Position,
+    pub others: Position,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -31,8 +45,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Watchdog {
     heal_after: Duration,
-    /// Since when the consumer has had no partition, and the group's progress then.
-    unassigned: Option<(Instant, Option<Progress>)>,
+    /// Since when the current period runs, and the group's progress at its start.
+    period: Option<(Instant, Option<Progress>)>,
     /// Since when every fetch failed.
     failing_since: Option<Instant>,
 }
@@ -41,14 +55,13 @@ impl Watchdog {
     pub fn new(heal_after: Duration) -> Self {
         Self {
             heal_after,
-            unassigned: None,
+            period: None,
             failing_since: None,
         }
     }
 
     pub fn on_message(&mut self) {
         self.failing_since = None;
-        self.unassigned = None;
     }
 
     pub fn on_error(&mut self, now: Instant) {
@@ -56,13 +69,12 @@ impl Watchdog {
     }
 
     pub fn reset(&mut self) {
-        self.unassigned = None;
+        self.period = None;
         self.failing_since = None;
     }
 
-    /// Called about once a second while no message arrives. `probe` reads the group's
-    /// progress (a broker round trip): called when the consumer is first seen without
-    /// partitions and when `heal_after` has passed since.
+    /// Called about once a second. `probe` reads the group's progress (broker round trips):
+    /// called only at the start and the end of each `heal_after` period.
     pub fn check(
         &mut self,
         now: Instant,
@@ -75,38 +87,42 @@ impl Watchdog {
         {
             return Verdict::Recreate("fetches failing");
         }
-        if assigned {
-            self.unassigned = None;
-            return Verdict::Healthy;
-        }
-        let Some((since, before)) = self.unassigned else {
-            self.unassigned = Some((now, probe()));
+        let Some((since, before)) = self.period else {
+            self.period = Some((now, probe()));
             return Verdict::Healthy;
         };
         if now.duration_since(since) < self.heal_after {
             return Verdict::Healthy;
         }
         let after = probe();
+        self.period = Some((now, after));
         let stuck = match (before, after) {
-            (Some(b), Some(a)) => a.lag > 0 && a.committed == b.committed,
-            // The broker does not answer the probe either: try a fresh client.
-            _ => true,
+            (Some(b), Some(a)) => {
+                let others_stuck = a.others.lag > 0 && a.others.committed == b.others.committed;
+                let mine_fine = a.mine.lag == 0 || a.mine.committed != b.mine.committed;
+                others_stuck && mine_fine
+            }
+            // The broker does not answer the probe either: a consumer without partitions
+            // tries a fresh client; one with partitions has its fetch errors counted.
+            _ => !assigned,
         };
-        if stuck {
-            Verdict::Recreate("no partitions while the group makes no progress")
-        } else {
-            // Idle on purpose; look again after another period.
-            self.unassigned = Some((now, after));
-            Verdict::Healthy
+        match (stuck, assigned) {
+            (false, _) => Verdict::Healthy,
+            (true, false) => Verdict::Recreate("no partitions while the group makes no progress"),
+            (true, true) => Verdict::Recreate(
+                "partitions outside this member's assignment make no progress: rejoining",
+            ),
         }
     }
 }
 
-/// The group's committed offsets and lag on the consumer's subscribed topics, or `None`
-/// if the broker does not answer within a few seconds.
+/// The group's committed offsets and lag on the consumer's subscribed topics, split into
+/// the partitions assigned to this consumer and the others, or `None` if the broker does
+/// not answer within a few seconds.
 pub fn progress(consumer: &StreamConsumer) -> Option<Progress> {
     let timeout = Duration::from_secs(3);
     let topics = consumer.subscription().ok()?;
+    let assigned = consumer.assignment().ok()?;
     let mut tpl = TopicPartitionList::new();
     for t in topics.elements() {
         let meta = consumer.fetch_metadata(Some(t.topic()), timeout).ok()?;
@@ -117,10 +133,7 @@ pub fn progress(consumer: &StreamConsumer) -> Option<Progress> {
         }
     }
     let committed = consumer.committed_offsets(tpl, timeout).ok()?;
-    let mut out = Progress {
-        committed: 0,
-        lag: 0,
-    };
+    let mut out = Progress::default();
     for e in committed.elements() {
         let (low, high) = consumer
             .fetch_watermarks(e.topic(), e.partition(), timeout)
@@ -129,8 +142,13 @@ pub fn progress(consumer: &StreamConsumer) -> Option<Progress> {
             Offset::Offset(o) => o,
             _ => low,
         };
-        out.committed += at;
-        out.lag += (high - at).max(0);
+        let side = if assigned.find_partition(e.topic(), e.partition()).is_some() {
+            &mut out.mine
+        } else {
+            &mut out.others
+        };
+        side.committed += at;
+        side.lag += (high - at).max(0);
     }
     Some(out)
 }
@@ -141,17 +159,42 @@ mod tests {
 
     const AFTER: Duration = Duration::from_secs(30);
 
+    /// Progress with nothing assigned to this consumer.
     fn p(committed: i64, lag: i64) -> Option<Progress> {
-        Some(Progress { committed, lag })
+        Some(Progress {
+            mine: Position::default(),
+            others: Position { committed, lag },
+        })
+    }
+
+    fn split(mine: (i64, i64), others: (i64, i64)) -> Option<Progress> {
+        Some(Progress {
+            mine: Position {
+                committed: mine.0,
+                lag: mine.1,
+            },
+            others: Position {
+                committed: others.0,
+                lag: others.1,
+            },
+        })
     }
 
     #[test]
-    fn an_assigned_consumer_is_healthy() {
+    fn a_consumer_whose_group_progresses_is_healthy() {
         let mut w = Watchdog::new(AFTER);
         let t = Instant::now();
-        assert_eq!(w.check(t, true, || unreachable!()), Verdict::Healthy);
+        assert_eq!(w.check(t, true, || split((0, 9), (0, 9))), Verdict::Healthy);
         assert_eq!(
-            w.check(t + AFTER * 3, true, || unreachable!()),
+            w.check(t + AFTER / 2, true, || unreachable!()),
+            Verdict::Healthy
+        );
+        assert_eq!(
+            w.check(t + AFTER, true, || split((5, 4), (5, 4))),
+            Verdict::Healthy
+        );
+        assert_eq!(
+            w.check(t + AFTER * 2, true, || split((9, 0), (9, 0))),
             Verdict::Healthy
         );
     }
@@ -169,6 +212,32 @@ mod tests {
             w.check(t + AFTER, false, || p(100, 50)),
             Verdict::Recreate(_)
         ));
+    }
+
+    #[test]
+    fn partitions_nobody_consumes_while_this_member_works_make_it_rejoin() {
+        // A dead member's partitions, left to nobody by the broker.
+        let mut w = Watchdog::new(AFTER);
+        let t = Instant::now();
+        w.check(t, true, || split((100, 20), (300, 50)));
+        assert!(matches!(
+            w.check(t + AFTER, true, || split((180, 5), (300, 90))),
+            Verdict::Recreate(_)
+        ));
+    }
+
+    #[test]
+    fn everybody_waiting_together_is_not_a_stuck_group() {
+        // A database outage: no partition moves, this member's neither.
+        let mut w = Watchdog::new(AFTER);
+        let t = Instant::now();
+        w.check(t, true, || split((100, 20), (300, 50)));
+        assert_eq!(
+            w.check(t + AFTER, true, || split((100, 40), (300, 90))),
+            Verdict::Healthy
+        );
+        // A broker that does not answer: the fetch errors are the signal for an owner.
+        assert_eq!(w.check(t + AFTER * 2, true, || None), Verdict::Healthy);
     }
 
     #[test]
@@ -199,7 +268,7 @@ mod tests {
         w.on_error(t);
         w.on_error(t + AFTER / 2);
         assert_eq!(
-            w.check(t + AFTER / 2, true, || unreachable!()),
+            w.check(t + AFTER / 2, true, || split((0, 0), (0, 0))),
             Verdict::Healthy
         );
         assert!(matches!(
@@ -210,7 +279,7 @@ mod tests {
         w.on_error(t + AFTER);
         w.on_message();
         assert_eq!(
-            w.check(t + AFTER * 3, true, || unreachable!()),
+            w.check(t + AFTER * 3, true, || split((0, 0), (0, 0))),
             Verdict::Healthy
         );
     }

@@ -16,7 +16,8 @@
 //! - **Shutdown** ends sleeps and retries at once, drains the batches in flight for at most
 //!   `drain_timeout_secs`, and commits.
 //! - **Self-healing.** A consumer left without partitions while its group makes no progress
-//!   on a topic with data, or whose fetches keep failing, is recreated ([`heal`]).
+//!   on a topic with data, one whose group leaves partitions with data unconsumed while its
+//!   own progress, or whose fetches keep failing, is recreated ([`heal`]).
 //! - **Bounded state.** The processor's per-sensor state is evicted after
 //!   `state_idle_secs` without a reading ([`Processor::evict_idle`], [`IdleTracker`]).
 //!
@@ -175,7 +176,19 @@ impl Retryable for SinkError {
 pub trait Sink: Send + Sync + 'static {
     type Item: Send + Sync + 'static;
 
+    /// The durable write. Batches in flight are written concurrently.
     fn write(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Runs after the batch's `write`, for the items it accepted, one batch at a time in
+    /// the order the batches were consumed: for outputs whose order matters downstream
+    /// (the cleaner's `processed_data`, which must keep each sensor's readings in order,
+    /// also when a retry makes an older batch's `write` finish after a newer one's).
+    fn publish(
+        &self,
+        _items: &[&Self::Item],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// What a processor may use: the retry policy, bound to shutdown and counted.
@@ -229,6 +242,8 @@ pub struct Runtime<P: Processor, S: Sink<Item = P::Item>> {
     counters: Arc<RuntimeCounters>,
     /// Set once a batch was abandoned on shutdown: no later offset may be stored then.
     abandoned: bool,
+    /// Resolved when the newest batch in flight has published: the next one waits for it.
+    published: Option<write::Turn>,
 }
 
 impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
@@ -265,6 +280,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
             }),
             counters,
             abandoned: false,
+            published: None,
         })
     }
 
@@ -279,9 +295,12 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
         let mut in_flight: InFlight = VecDeque::new();
         let depth = self.settings.max_batches_in_flight.max(1);
         let mut watchdog = Watchdog::new(Duration::from_secs(self.settings.heal_after_secs));
+        let second = Duration::from_secs(1);
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_log = Instant::now();
         loop {
-            let batch = self.collect(&shutdown, &mut watchdog).await;
+            let batch = self.collect(&shutdown, &mut watchdog, &mut check).await;
             while in_flight.len() >= depth
                 || in_flight.front().is_some_and(|(t, _)| t.is_finished())
             {
@@ -298,7 +317,15 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                 RuntimeCounters::inc(&self.counters.received, batch.len() as u64);
                 match self.processor.process(&batch, &self.shared.ctx).await {
                     Ok(outputs) => {
-                        let task = tokio::spawn(write::write(self.shared.clone(), batch, outputs));
+                        let (after, mut done) = write::Turn::next(self.published.take());
+                        self.published = Some(done.turn());
+                        let task = tokio::spawn(write::write(
+                            self.shared.clone(),
+                            batch,
+                            outputs,
+                            after,
+                            done,
+                        ));
                         in_flight.push_back((task, offsets));
                     }
                     Err(ProcessError::Stopped) => {
@@ -378,11 +405,12 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
     }
 
     /// Gathers up to `batch_size` messages, or what arrived within `batch_timeout_ms` of the
-    /// first; between messages, the watchdog checks the consumer's health.
+    /// first; once a second, the watchdog checks the consumer's health.
     async fn collect(
         &mut self,
         shutdown: &CancellationToken,
         watchdog: &mut Watchdog,
+        check: &mut tokio::time::Interval,
     ) -> Vec<OwnedMessage> {
         let (size, timeout) = (
             self.settings.batch_size,
@@ -392,20 +420,19 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
         // One timer per batch, armed by the first message (a timer per message costs ~10 %).
         let deadline = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(deadline);
-        let mut check = tokio::time::interval(Duration::from_secs(1));
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while out.len() < size {
             let msg = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = &mut deadline, if !out.is_empty() => break,
-                m = self.consumer.recv() => m,
-                _ = check.tick(), if out.is_empty() => {
+                // Before `recv`: a consumer that always has messages is checked up too.
+                _ = check.tick() => {
                     if self.checkup(watchdog) {
                         break;
                     }
                     continue;
                 }
+                m = self.consumer.recv() => m,
             };
             match msg {
                 Ok(m) => {

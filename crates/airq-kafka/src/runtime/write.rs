@@ -7,6 +7,7 @@ use airq_runtime::retry::RetryError;
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureRecord;
+use tokio::sync::oneshot;
 
 use super::{Outputs, Rejection, RuntimeCounters, Shared, Sink, SinkError};
 use crate::dead_letter::{Provenance, headers};
@@ -18,19 +19,91 @@ pub struct Stopped;
 /// Reason of a dead letter whose item the sink refused for good.
 pub const REJECTED_BY_SINK: &str = "rejected_by_sink";
 
+/// A batch's place in the publish order: it resolves once the batch before it published
+/// (or gave up on shutdown, after which no later offset is stored anyway).
+pub(super) struct Turn(Option<oneshot::Receiver<()>>);
+
+/// Given to a batch's writer: dropping it (done or stopped) lets the next batch publish.
+pub(super) struct Done {
+    /// Never sent on: its drop is the signal.
+    _signal: oneshot::Sender<()>,
+    next: Option<oneshot::Receiver<()>>,
+}
+
+impl Turn {
+    /// The turn to wait for (the previous batch's) and the `Done` of a new batch.
+    pub(super) fn next(previous: Option<Turn>) -> (Turn, Done) {
+        let (tx, rx) = oneshot::channel();
+        (
+            previous.unwrap_or(Turn(None)),
+            Done {
+                _signal: tx,
+                next: Some(rx),
+            },
+        )
+    }
+
+    async fn wait(self) {
+        if let Some(rx) = self.0 {
+            // An error means the previous writer ended without publishing: go on.
+            let _ = rx.await;
+        }
+    }
+}
+
+impl Done {
+    /// The turn of the batch after this one.
+    pub(super) fn turn(&mut self) -> Turn {
+        Turn(self.next.take())
+    }
+}
+
 pub(super) async fn write<S: Sink>(
     shared: Arc<Shared<S>>,
     batch: Vec<OwnedMessage>,
     outputs: Outputs<S::Item>,
+    after: Turn,
+    done: Done,
 ) -> Result<(), Stopped> {
     let Outputs {
         items,
         sources,
         mut rejected,
     } = outputs;
-    let refused = write_bisecting(&shared, &items, &sources).await?;
+    let (refused, refused_items) = write_bisecting(&shared, &items, &sources).await?;
     RuntimeCounters::inc(&shared.ctx.counters.sink_rejected, refused.len() as u64);
     rejected.extend(refused);
+    // In consumption order: wait for the batch before this one, publish, let the next go.
+    after.wait().await;
+    let accepted: Vec<&S::Item> = items
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused_items.contains(i))
+        .map(|(_, item)| item)
+        .collect();
+    match shared
+        .ctx
+        .retry("publishing the sink's outputs", || {
+            shared.sink.publish(&accepted)
+        })
+        .await
+    {
+        Ok(()) => {}
+        Err(RetryError::Stopped(_)) => return Err(Stopped),
+        Err(RetryError::Permanent(e)) => {
+            tracing::error!(error = %e, items = accepted.len(), "the sink refuses to publish a batch; dead-lettering its messages");
+            let refused_sources: Vec<usize> = (0..items.len())
+                .filter(|i| !refused_items.contains(i))
+                .map(|i| sources[i])
+                .collect();
+            rejected.extend(refused_sources.into_iter().map(|index| Rejection {
+                index,
+                reason: REJECTED_BY_SINK.into(),
+                detail: e.to_string(),
+            }));
+        }
+    }
+    drop(done);
     if rejected.is_empty() {
         return Ok(());
     }
@@ -42,13 +115,15 @@ pub(super) async fn write<S: Sink>(
 }
 
 /// Writes `items`; a permanent failure splits the range in halves until the items that
-/// fail alone are found. Returns a rejection for the source message of each of those.
+/// fail alone are found. Returns a rejection for the source message of each of those, and
+/// their indices in `items`.
 async fn write_bisecting<S: Sink>(
     shared: &Shared<S>,
     items: &[S::Item],
     sources: &[usize],
-) -> Result<Vec<Rejection>, Stopped> {
+) -> Result<(Vec<Rejection>, Vec<usize>), Stopped> {
     let mut refused = Vec::new();
+    let mut refused_items = Vec::new();
     let mut ranges = vec![(0, items.len())];
     while let Some((lo, hi)) = ranges.pop() {
         if lo == hi {
@@ -64,6 +139,7 @@ async fn write_bisecting<S: Sink>(
             Err(RetryError::Stopped(_)) => return Err(Stopped),
             Err(RetryError::Permanent(e)) if hi - lo == 1 => {
                 tracing::warn!(error = %e, source = sources[lo], "the sink refuses an item; dead-lettering its message");
+                refused_items.push(lo);
                 refused.push(Rejection {
                     index: sources[lo],
                     reason: REJECTED_BY_SINK.into(),
@@ -79,7 +155,7 @@ async fn write_bisecting<S: Sink>(
             }
         }
     }
-    Ok(refused)
+    Ok((refused, refused_items))
 }
 
 /// Publishes each rejected message, untouched, with headers saying where it came from and why.
@@ -140,10 +216,12 @@ mod tests {
     use super::*;
     use crate::runtime::{Context, Outputs};
 
-    /// A sink that refuses the items listed in `poison` and records what it wrote.
+    /// A sink that refuses the items listed in `poison`, takes long to write item 0, and
+    /// records what it wrote and published.
     struct Picky {
         poison: Vec<u32>,
         written: Mutex<Vec<u32>>,
+        published: Mutex<Vec<u32>>,
         calls: Mutex<u32>,
     }
 
@@ -151,12 +229,61 @@ mod tests {
         type Item = u32;
         async fn write(&self, items: &[u32]) -> Result<(), SinkError> {
             *self.calls.lock().unwrap() += 1;
+            if items.contains(&0) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
             if items.iter().any(|i| self.poison.contains(i)) {
                 return Err(SinkError::Permanent("value rejected".into()));
             }
             self.written.lock().unwrap().extend_from_slice(items);
             Ok(())
         }
+
+        async fn publish(&self, items: &[&u32]) -> Result<(), SinkError> {
+            self.published.lock().unwrap().extend(items.iter().copied());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_publish_in_consumption_order_even_when_an_older_write_finishes_last() {
+        let s = Arc::new(shared(vec![]));
+        let (first_after, mut first_done) = Turn::next(None);
+        let (second_after, second_done) = Turn::next(Some(first_done.turn()));
+        let batch = |items: Vec<u32>| {
+            let mut out = Outputs::default();
+            items
+                .into_iter()
+                .enumerate()
+                .for_each(|(i, x)| out.push(i, x));
+            out
+        };
+        let slow = tokio::spawn(write(
+            s.clone(),
+            Vec::new(),
+            batch(vec![0, 1, 2]),
+            first_after,
+            first_done,
+        ));
+        let fast = tokio::spawn(write(
+            s.clone(),
+            Vec::new(),
+            batch(vec![3, 4]),
+            second_after,
+            second_done,
+        ));
+        fast.await.unwrap().unwrap();
+        slow.await.unwrap().unwrap();
+        assert_eq!(
+            *s.sink.written.lock().unwrap(),
+            vec![3, 4, 0, 1, 2],
+            "written concurrently"
+        );
+        assert_eq!(
+            *s.sink.published.lock().unwrap(),
+            vec![0, 1, 2, 3, 4],
+            "published in order"
+        );
     }
 
     fn shared(poison: Vec<u32>) -> Shared<Picky> {
@@ -165,6 +292,7 @@ mod tests {
             sink: Picky {
                 poison,
                 written: Mutex::new(Vec::new()),
+                published: Mutex::new(Vec::new()),
                 calls: Mutex::new(0),
             },
             producer,
@@ -184,7 +312,8 @@ mod tests {
         let mut out = Outputs::default();
         // Item i comes from message i / 2 (two items per message).
         (0..100).for_each(|i| out.push(i as usize / 2, i));
-        let refused = write_bisecting(&s, &out.items, &out.sources).await.unwrap();
+        let (refused, refused_items) = write_bisecting(&s, &out.items, &out.sources).await.unwrap();
+        assert_eq!(refused_items.len(), 2);
         let mut idx: Vec<usize> = refused.iter().map(|r| r.index).collect();
         idx.sort();
         assert_eq!(idx, vec![6, 38]);
@@ -212,6 +341,7 @@ mod tests {
             write_bisecting(&s, &items, &sources)
                 .await
                 .unwrap()
+                .0
                 .is_empty()
         );
         assert_eq!(*s.sink.calls.lock().unwrap(), 1);

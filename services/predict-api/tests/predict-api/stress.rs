@@ -154,7 +154,12 @@ async fn the_server_does_what_its_openapi_document_says() {
     wait_ready(&srv.base).await;
     let base = srv.base.clone();
     let out = tokio::task::spawn_blocking(move || {
+        let config = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/predict-api/schemathesis.toml"
+        );
         std::process::Command::new(schemathesis)
+            .args(["--config-file", config])
             .args(["run", &format!("{base}/openapi.json"), "--checks", "all"])
             .args([
                 "--max-examples",
