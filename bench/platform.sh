@@ -3,7 +3,7 @@
 # predict-api, the live 20-sensor simulator) and `make replay` (all 420,768 Beijing readings, as
 # fast as possible) at once, on the native stack's durable broker (Tansu on PostgreSQL).
 # Measures the replay's publish time, the time until every valid Beijing reading is stored,
-# the time until the cleaner's and the detector's groups have no lag, and whether the live
+# the time until the cleaner's and the detector's groups have caught up, and whether the live
 # readings kept landing meanwhile. Writes bench/results/platform-<date>.txt.
 #
 # For a first-run figure start from empty state (`scripts/stack.sh reset`); on a platform
@@ -32,7 +32,9 @@ wait_until() { # wait_until CMD... : polls until the command succeeds or TIMEOUT
   done
 }
 beijing_done() { [ "$(beijing_rows)" -ge "$EXPECTED" ]; }
-no_lag() { [ "$($LAG "$1" "$2")" -eq 0 ]; }
+# Caught up: the live fleet keeps producing, so a group's lag is a few messages, not 0.
+SLACK=${AIRQ_BENCH_LAG_SLACK:-100}
+caught_up() { [ "$($LAG "$1" "$2")" -le "$SLACK" ]; }
 
 "$BIN/stream-cleaner" migrate
 "$ROOT/scripts/services.sh" start >/dev/null
@@ -47,9 +49,9 @@ T0=$(now)
 T1=$(now)
 wait_until beijing_done
 T2=$(now)
-wait_until no_lag stream-cleaner raw_data
+wait_until caught_up stream-cleaner raw_data
 T3=$(now)
-wait_until no_lag anomaly-detector processed_data
+wait_until caught_up anomaly-detector processed_data
 T4=$(now)
 LIVE1=$(live_rows)
 sleep 15
@@ -62,8 +64,8 @@ REPORT=$OUT/platform-$(date -u +%Y%m%dT%H%M%SZ).txt
   echo "Beijing readings stored before: $BJ0 (of $EXPECTED valid)"
   echo "replay publish (sensor-sim replay --speedup 0): $(calc "$T1 - $T0") s"
   echo "every valid Beijing reading stored ($(beijing_rows)/$EXPECTED): $(calc "$T2 - $T0") s after the replay started"
-  echo "cleaner group lag 0 on raw_data: $(calc "$T3 - $T0") s"
-  echo "detector group lag 0 on processed_data: $(calc "$T4 - $T0") s"
+  echo "cleaner caught up (group lag <= $SLACK on raw_data): $(calc "$T3 - $T0") s"
+  echo "detector caught up (group lag <= $SLACK on processed_data): $(calc "$T4 - $T0") s"
   echo "live readings stored during the run: $((LIVE1 - LIVE0)) in $(calc "$T4 - $T0") s (+10 s before)"
   echo "live readings stored in the 15 s after: $((LIVE2 - LIVE1)); newest live reading $NEWEST s old"
   echo "anomalies on Beijing sensors: $(q "select count(*) from anomalies where sensor_id like 'bj\_%'")"

@@ -32,7 +32,7 @@ mapfile -t SERVICES < <(instances)
 for f in "$STATE"/run/*.pid; do
   [ -e "$f" ] || continue
   name=$(basename "$f" .pid)
-  printf '%s\n' "${SERVICES[@]}" | grep -q "^$name " || SERVICES+=("$name ${name%-[0-9]*}")
+  printf '%s\n' "${SERVICES[@]}" | grep -q "^$name " || SERVICES+=("$name -")
 done
 
 pid_of() { cat "$STATE/run/$1.pid" 2>/dev/null || true; }
@@ -42,7 +42,7 @@ start() {
   for spec in "${SERVICES[@]}"; do
     read -r name bin args <<<"$spec"
     if running "$name"; then echo "$name already running (pid $(pid_of "$name"))"; continue; fi
-    [ -n "${args:-}" ] || continue # a left-over instance beyond today's count
+    [ "$bin" != - ] || continue # a left-over instance beyond today's count
     # shellcheck disable=SC2086
     nohup "$BIN/$bin" $args >>"$STATE/logs/$name.log" 2>&1 &
     echo $! >"$STATE/run/$name.pid"
