@@ -22,7 +22,7 @@ eval "$("$ROOT/scripts/stack.sh" env)"
 PG_ADMIN=$AIRQ_TEST_PG_URL
 DB_BASE=${PG_ADMIN%/*}
 export AIRQ__KAFKA__BROKERS=127.0.0.1:$PORT
-export RUST_LOG=${RUST_LOG:-warn,stream_cleaner::worker=debug}
+export RUST_LOG=${RUST_LOG:-warn,airq_kafka::runtime::write=debug}
 
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }

@@ -104,6 +104,8 @@ pub(super) async fn write<S: Sink>(
         }
     }
     drop(done);
+    // bench/replay.sh times the cleaner from the first to the last of these.
+    tracing::debug!(messages = batch.len(), "batch written");
     if rejected.is_empty() {
         return Ok(());
     }
