@@ -20,46 +20,57 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param
 
-TRAINER = os.environ.get("AIRQ_TRAINER_BIN", "trainer")
 IMAGE = os.environ.get("AIRQ_TRAINER_IMAGE")
 DAYS = int(os.environ.get("AIRQ_TRAIN_DAYS", "30"))
 SNAPSHOT = "{{ ti.xcom_pull(task_ids='extract') }}"
+# Trigger params are checked against these before any task runs (YYYY-MM-DD, nothing else).
+DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+OPTIONAL_DATE = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
 DEFAULTS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
+# The native command: every argument reaches the trainer through an environment variable,
+# quoted, so no rendered value (a param, an XCom) is ever parsed by the shell; empty ones
+# (an optional flag left out) are dropped. The binary and the trainer's AIRQ__ settings come
+# from the worker's environment when the task runs (append_env), not from the parse.
+NATIVE = (
+    'set -euo pipefail; args=(); for i in $(seq 0 $((AIRQ_ARGC - 1))); do v="AIRQ_ARG_$i"; '
+    '[ -n "${!v}" ] && args+=("${!v}"); done; exec "${AIRQ_TRAINER_BIN:-trainer}" "${args[@]}"'
+)
 
 
 def trainer_env() -> dict[str, str]:
-    """The trainer's configuration, passed through from the scheduler's environment."""
+    """The trainer's configuration for a container (the DockerOperator does not inherit the
+    worker's environment): the dag-processor's ``AIRQ__...`` variables."""
     return {k: v for k, v in os.environ.items() if k.startswith("AIRQ__") or k == "RUST_LOG"}
 
 
-def step(task_id: str, args: str):
-    """One trainer subcommand as a task."""
+def step(task_id: str, args: list[str]):
+    """One trainer subcommand as a task; each item of ``args`` (a Jinja template) renders to
+    one argument."""
     if IMAGE:
         from airflow.providers.docker.operators.docker import DockerOperator
 
         return DockerOperator(
             task_id=task_id,
             image=IMAGE,
-            command=f"trainer {args}",
+            # A list: run without a shell, one argument per item.
+            command=["trainer", *args],
             environment=trainer_env(),
             network_mode=os.environ.get("AIRQ_DOCKER_NETWORK", "airq"),
             auto_remove="success",
             do_xcom_push=True,
             retrieve_output=False,
         )
-    return BashOperator(
-        task_id=task_id,
-        bash_command=f"{TRAINER} {args}",
-        env=trainer_env(),
-        append_env=True,
-    )
+    env = {f"AIRQ_ARG_{i}": a for i, a in enumerate(args)}
+    env["AIRQ_ARGC"] = str(len(args))
+    return BashOperator(task_id=task_id, bash_command=NATIVE, env=env, append_env=True)
 
 
-def pipeline(extract_args: str, train_args: str = "") -> None:
-    extract = step("extract", f"extract {extract_args}")
-    validate = step("validate", f"validate --snapshot-run {SNAPSHOT}")
-    train = step("train", f"train --snapshot-run {SNAPSHOT} {train_args}".strip())
-    evaluate = step("evaluate", "evaluate")
+def pipeline(extract_args: list[str], train_args: list[str] | None = None) -> None:
+    snapshot = ["--snapshot-run", SNAPSHOT]
+    extract = step("extract", ["extract", *extract_args])
+    validate = step("validate", ["validate", *snapshot])
+    train = step("train", ["train", *snapshot, *(train_args or [])])
+    evaluate = step("evaluate", ["evaluate"])
     extract >> validate >> train >> evaluate
 
 
@@ -74,7 +85,10 @@ with DAG(
     tags=["airq", "ml"],
 ):
     pipeline(
-        "--from {{ macros.ds_add(ds, -%d) }} --to {{ macros.ds_add(ds, 1) }}" % DAYS,
+        [
+            "--from={{ macros.ds_add(ds, -%d) }}" % DAYS,
+            "--to={{ macros.ds_add(ds, 1) }}",
+        ]
     )
 
 with DAG(
@@ -86,13 +100,18 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULTS,
     params={
-        "from": Param("2013-03-01", type="string", description="first day (UTC)"),
-        "to": Param("2017-03-01", type="string", description="end day (exclusive)"),
-        "test_from": Param("", type="string", description="start of the test set (empty: the last 20 %)"),
+        "from": Param("2013-03-01", type="string", pattern=DATE, description="first day (UTC)"),
+        "to": Param("2017-03-01", type="string", pattern=DATE, description="end day (exclusive)"),
+        "test_from": Param(
+            "",
+            type="string",
+            pattern=OPTIONAL_DATE,
+            description="start of the test set (empty: the last 20 %)",
+        ),
     },
     tags=["airq", "ml", "backfill"],
 ):
     pipeline(
-        "--from {{ params['from'] }} --to {{ params['to'] }}",
-        "{% if params['test_from'] %}--test-from {{ params['test_from'] }}{% endif %}",
+        ["--from={{ params['from'] }}", "--to={{ params['to'] }}"],
+        ["{% if params['test_from'] %}--test-from={{ params['test_from'] }}{% endif %}"],
     )

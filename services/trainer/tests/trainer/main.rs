@@ -365,3 +365,37 @@ async fn the_airflow_backfill_dag_runs_the_whole_pipeline() {
         .await
         .unwrap();
 }
+
+/// A trigger param with shell metacharacters is refused by the DAG's param schema before
+/// any task runs: nothing is executed and no MLflow run is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_param_with_shell_metacharacters_is_refused_before_any_task_runs() {
+    let airflow = std::env::var("AIRQ_AIRFLOW")
+        .expect("AIRQ_AIRFLOW: run through `make test` (scripts/stack.sh env)");
+    let marker = std::env::temp_dir().join(format!("airq-pwned-{}", uuid::Uuid::new_v4().simple()));
+    let experiment = format!("exp-{}", uuid::Uuid::new_v4().simple());
+    let conf = format!(
+        r#"{{"from": "2025-03-01; touch {}", "to": "2025-03-05", "test_from": ""}}"#,
+        marker.display()
+    );
+    let out = Command::new(&airflow)
+        .args(["dags", "test", "airq_backfill_training", "-c", &conf])
+        .env("AIRQ_TRAINER_BIN", env!("CARGO_BIN_EXE_trainer"))
+        .env("AIRQ__MLFLOW__URL", mlflow_url())
+        .env("AIRQ__MLFLOW__EXPERIMENT", &experiment)
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must not start:\n{log}");
+    assert!(
+        log.contains("Invalid input for param from"),
+        "the refusal names the param: {}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+    assert!(!marker.exists(), "nothing was executed");
+    let c = MlflowClient::new(&mlflow_url()).unwrap();
+    let exp = c.get_or_create_experiment(&experiment).await.unwrap();
+    let runs = c.search_runs(&[&exp], "", 10).await.unwrap();
+    assert!(runs.is_empty(), "no step ran: {runs:?}");
+}
