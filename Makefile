@@ -41,9 +41,11 @@ train: stack build
 	  && target/release/trainer validate && target/release/trainer train && target/release/trainer evaluate
 
 # Airflow's UI and scheduler (http://127.0.0.1:8080; `airflow standalone` prints the admin password),
-# running the DAGs of airflow/dags with the native trainer binary.
+# running the DAGs of airflow/dags with the native trainer binary. Its components are started
+# as `airflow ...` through PATH, hence the virtualenv's bin/ on it.
 airflow: stack build
-	@$(ENV) && AIRQ_TRAINER_BIN=$(CURDIR)/target/release/trainer AIRFLOW__API__PORT=8080 $$AIRQ_AIRFLOW standalone
+	@$(ENV) && PATH="$$(dirname "$$AIRQ_AIRFLOW"):$$PATH" AIRQ_TRAINER_BIN=$(CURDIR)/target/release/trainer \
+	  AIRFLOW__API__PORT=8080 $$AIRQ_AIRFLOW standalone
 
 replay: build
 	@$(ENV) && target/release/sensor-sim replay --data-dir $(BEIJING_DIR) --speedup 0

@@ -55,8 +55,20 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("{s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
 }
 
+/// An expected failure (a validation gate that fails, a missing model, a bad argument) is
+/// one clear line with its cause chain and exit code 1, without a backtrace.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     airq_runtime::init_tracing("info,sqlx=warn");
     let cli = Cli::parse();
     let settings = Settings::load().context("loading configuration")?;
