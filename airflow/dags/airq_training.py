@@ -70,7 +70,9 @@ def pipeline(extract_args: list[str], train_args: list[str] | None = None) -> No
     extract = step("extract", ["extract", *extract_args])
     validate = step("validate", ["validate", *snapshot])
     train = step("train", ["train", *snapshot, *(train_args or [])])
-    evaluate = step("evaluate", ["evaluate"])
+    # Exactly the version this run's train registered (its XCom), not whatever holds the
+    # staging alias when evaluate starts: a daily and a backfill run cannot race.
+    evaluate = step("evaluate", ["evaluate", "--version={{ ti.xcom_pull(task_ids='train') }}"])
     extract >> validate >> train >> evaluate
 
 

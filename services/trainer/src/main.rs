@@ -42,8 +42,13 @@ enum Command {
         #[arg(long)]
         export_features: Option<std::path::PathBuf>,
     },
-    /// Compare staging with production; promote staging if it beats both it and persistence.
-    Evaluate,
+    /// Compare a candidate with production on data it never trained on; promote it if it
+    /// beats both production and persistence.
+    Evaluate {
+        /// The model version to judge (default: the one with the alias `staging`).
+        #[arg(long)]
+        version: Option<String>,
+    },
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -94,8 +99,8 @@ async fn run() -> anyhow::Result<()> {
                 .await?;
             println!("{version}");
         }
-        Command::Evaluate => {
-            let d = pipeline.evaluate().await?;
+        Command::Evaluate { version } => {
+            let d = pipeline.evaluate(version.as_deref()).await?;
             println!("{}: {}", d.action.as_str(), d.reason);
         }
     }

@@ -411,21 +411,38 @@ impl Pipeline {
         Ok(Some((v.version, Artifact::from_json(&bytes)?)))
     }
 
-    /// `evaluate`: staging against production on the newest `window_days` of the staging
-    /// model's snapshot; promotes staging when it beats production (or there is none) and
-    /// persistence. Returns the decision.
-    pub async fn evaluate(&self) -> anyhow::Result<Decision> {
+    /// `evaluate`: a candidate (the given version, e.g. the one this DAG run's `train`
+    /// registered, or else the `staging` alias) against production and persistence, on the
+    /// newest `window_days` of the candidate's snapshot that the candidate never trained on
+    /// (at or after its own `test_from`); promotes it when it beats both. Returns the decision.
+    pub async fn evaluate(&self, candidate: Option<&str>) -> anyhow::Result<Decision> {
         let name = &self.settings.mlflow.model;
-        let (staging_v, staging) = self
-            .load_version(STAGING)
-            .await?
-            .context("no model version has the alias staging: run train first")?;
-        let production = self.load_version(PRODUCTION).await?;
-        let version = self.mlflow.get_model_version(name, &staging_v).await?;
-        let snap_id = self
+        let version = match candidate {
+            Some(v) => self
+                .mlflow
+                .get_model_version(name, v)
+                .await
+                .with_context(|| format!("model {name} has no version {v:?}"))?,
+            None => self
+                .mlflow
+                .get_by_alias(name, STAGING)
+                .await?
+                .context("no model version has the alias staging: run train first")?,
+        };
+        let staging_v = version.version.clone();
+        let bytes = self
             .mlflow
-            .get_run(&version.run_id)
-            .await?
+            .download_artifact(&version.source, MODEL_FILE)
+            .await?;
+        let staging = Artifact::from_json(&bytes)?;
+        let production = self.load_version(PRODUCTION).await?;
+        let train_run = self.mlflow.get_run(&version.run_id).await?;
+        let held_out_from: DateTime<Utc> = train_run
+            .param("test_from")
+            .context("the candidate's run records no test_from")?
+            .parse()
+            .context("the candidate's test_from is not a time")?;
+        let snap_id = train_run
             .tag("airq.snapshot_run")
             .map(str::to_owned)
             .context("the staging run names no snapshot")?;
@@ -433,8 +450,13 @@ impl Pipeline {
         let (_, data) = self.load_snapshot(&snap).await?;
         let dataset = build_dataset(&staging.spec, &data);
         let end = *dataset.target.last().context("empty snapshot")?;
-        let window =
-            dataset.filter(|t| t > end - Duration::days(self.settings.evaluate.window_days));
+        let window_start =
+            held_out_from.max(end - Duration::days(self.settings.evaluate.window_days));
+        let window = dataset.filter(|t| t >= window_start);
+        anyhow::ensure!(
+            !window.is_empty(),
+            "no held-out data to evaluate version {staging_v} on (its test set starts {held_out_from}, the snapshot ends {end})"
+        );
         let rmse = |m: &airq_model::Model| train::evaluate(m, &window).overall.rmse;
         let staging_rmse = rmse(&staging.model);
         let persistence_rmse = rmse(&airq_model::Model::Persistence);
@@ -467,7 +489,9 @@ impl Pipeline {
         }
         let params = [
             param("window_days", self.settings.evaluate.window_days),
+            param("window_start", window_start.to_rfc3339()),
             param("window_end", end.to_rfc3339()),
+            param("candidate_test_from", held_out_from.to_rfc3339()),
             param("reason", &decision.reason),
         ];
         self.mlflow

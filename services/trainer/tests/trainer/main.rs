@@ -243,6 +243,20 @@ async fn extract_validate_train_evaluate_promote_through_mlflow() {
     assert!(
         evals[0].metric("production_rmse").is_some() && evals[0].metric("staging_rmse").is_some()
     );
+    // Judged only on data the candidate never trained on: its own held-out span.
+    let param_time = |r: &mlflow_client::Run, k: &str| -> chrono::DateTime<chrono::Utc> {
+        r.param(k)
+            .unwrap_or_else(|| panic!("param {k}"))
+            .parse()
+            .unwrap()
+    };
+    for e in &evals {
+        assert!(param_time(e, "window_start") >= param_time(e, "candidate_test_from"));
+        assert!(param_time(e, "window_start") < param_time(e, "window_end"));
+    }
+    // A version named explicitly is the one judged, whatever holds the staging alias.
+    let v1 = t.ok(&["evaluate", "--version", "1"]);
+    assert!(v1.contains("v1"), "{v1}");
 
     // A sparse sensor makes the next snapshot fail validation, with the reason.
     let sparse: Vec<_> = {
@@ -350,6 +364,11 @@ async fn the_airflow_backfill_dag_runs_the_whole_pipeline() {
         .unwrap();
     assert_eq!(evals.len(), 1);
     assert_eq!(evals[0].tag("airq.decision"), Some("promote"));
+    assert_eq!(
+        evals[0].tag("airq.staging_version"),
+        Some("1"),
+        "evaluate judged the version train registered (XCom)"
+    );
     let prod = c
         .get_by_alias(&model, "production")
         .await
