@@ -15,7 +15,7 @@ BashOperator. Configuration reaches the trainer through its ``AIRQ__...`` enviro
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param
@@ -43,15 +43,25 @@ def trainer_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("AIRQ__") or k == "RUST_LOG"}
 
 
+TASK_DOCS = {
+    "extract": "Hourly means of the window from PostgreSQL into a snapshot (MLflow artifact); XCom: its run id.",
+    "validate": "The data-quality gate on that snapshot: fails with the reasons.",
+    "train": "Every candidate on the snapshot; the best registered as `staging`; XCom: its version.",
+    "evaluate": "That version against production and persistence on held-out data; promotes or keeps.",
+}
+
+
 def step(task_id: str, args: list[str]):
     """One trainer subcommand as a task; each item of ``args`` (a Jinja template) renders to
     one argument."""
+    doc = {"doc_md": TASK_DOCS.get(task_id, "")}
     if IMAGE:
         from airflow.providers.docker.operators.docker import DockerOperator
 
         return DockerOperator(
             task_id=task_id,
             image=IMAGE,
+            **doc,
             # A list: run without a shell, one argument per item.
             command=["trainer", *args],
             environment=trainer_env(),
@@ -62,7 +72,7 @@ def step(task_id: str, args: list[str]):
         )
     env = {f"AIRQ_ARG_{i}": a for i, a in enumerate(args)}
     env["AIRQ_ARGC"] = str(len(args))
-    return BashOperator(task_id=task_id, bash_command=NATIVE, env=env, append_env=True)
+    return BashOperator(task_id=task_id, bash_command=NATIVE, env=env, append_env=True, **doc)
 
 
 def pipeline(extract_args: list[str], train_args: list[str] | None = None) -> None:
@@ -80,16 +90,22 @@ with DAG(
     dag_id="airq_daily_training",
     description="Daily: extract the last days of readings, validate, train, evaluate and promote",
     schedule="@daily",
-    start_date=datetime(2026, 1, 1),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULTS,
     tags=["airq", "ml"],
+    doc_md="""Every day: the last `AIRQ_TRAIN_DAYS` (30) days of readings up to the end of the
+run's data interval go through extract -> validate -> train -> evaluate. `evaluate` judges
+the version this run's `train` registered, on data it never trained on, and promotes it to
+`production` only if it beats production and persistence.""",
 ):
+    # The trailing window ends where the run's data interval ends (UTC midnight).
     pipeline(
         [
-            "--from={{ macros.ds_add(ds, -%d) }}" % DAYS,
-            "--to={{ macros.ds_add(ds, 1) }}",
+            "--from={{ (data_interval_end - macros.timedelta(days=%d)).strftime('%%Y-%%m-%%d') }}"
+            % DAYS,
+            "--to={{ data_interval_end.strftime('%Y-%m-%d') }}",
         ]
     )
 
@@ -97,7 +113,7 @@ with DAG(
     dag_id="airq_backfill_training",
     description="On demand: the same pipeline on any window of history",
     schedule=None,
-    start_date=datetime(2026, 1, 1),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULTS,
@@ -112,6 +128,8 @@ with DAG(
         ),
     },
     tags=["airq", "ml", "backfill"],
+    doc_md="""On demand: the same pipeline on any window of history, e.g. the Beijing replay
+2013-03-01..2017-03-01. Params are validated (dates only) before any task runs.""",
 ):
     pipeline(
         ["--from={{ params['from'] }}", "--to={{ params['to'] }}"],
