@@ -36,6 +36,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => low,
         };
         lag += (high - at).max(0);
+        if std::env::var_os("AIRQ_LAG_PER_PARTITION").is_some() {
+            eprintln!(
+                "{} {}: committed {at}, high {high}",
+                e.topic(),
+                e.partition()
+            );
+        }
     }
     println!("{lag}");
     Ok(())

@@ -11,8 +11,9 @@
 //! to read) and from "everybody waits" (a database outage): every `heal_after` it compares
 //! the group's committed offsets, on the partitions this consumer does not own, with those
 //! of the period before. It recreates the consumer when those partitions hold unread data
-//! and did not move while this consumer's own partitions are fine (no lag, or moving); or
-//! when every fetch failed for `heal_after`.
+//! and did not move while this consumer's own partitions are fine (no lag, moving, or this
+//! consumer stored offsets of batches it wrote in the period: Tansu may refuse a survivor's
+//! commits after it dropped a dead member); or when every fetch failed for `heal_after`.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,10 @@ pub struct Watchdog {
     period: Option<(Instant, Option<Progress>)>,
     /// Since when every fetch failed.
     failing_since: Option<Instant>,
+    /// Batches this consumer wrote and stored the offsets of in the current period.
+    stored_in_period: u64,
+    /// Messages this consumer received in the current period.
+    received_in_period: u64,
 }
 
 impl Watchdog {
@@ -57,11 +62,20 @@ impl Watchdog {
             heal_after,
             period: None,
             failing_since: None,
+            stored_in_period: 0,
+            received_in_period: 0,
         }
+    }
+
+    /// A batch was written and its offsets stored: this consumer makes progress, whatever
+    /// the broker's committed offsets say (Tansu may refuse a survivor's commits).
+    pub fn on_batch_stored(&mut self) {
+        self.stored_in_period += 1;
     }
 
     pub fn on_message(&mut self) {
         self.failing_since = None;
+        self.received_in_period += 1;
     }
 
     pub fn on_error(&mut self, now: Instant) {
@@ -71,6 +85,8 @@ impl Watchdog {
     pub fn reset(&mut self) {
         self.period = None;
         self.failing_since = None;
+        self.stored_in_period = 0;
+        self.received_in_period = 0;
     }
 
     /// Called about once a second. `probe` reads the group's progress (broker round trips):
@@ -96,10 +112,25 @@ impl Watchdog {
         }
         let after = probe();
         self.period = Some((now, after));
+        let stored = std::mem::take(&mut self.stored_in_period);
+        let received = std::mem::take(&mut self.received_in_period);
+        if let (true, Some(b), Some(a)) = (assigned, before, after) {
+            // Own partitions with unread data that delivered nothing for a whole period
+            // while the loop was free to receive: a stuck fetch (a loop blocked on a database
+            // outage does not get here).
+            if a.mine.lag > 0
+                && a.mine.committed == b.mine.committed
+                && stored == 0
+                && received == 0
+            {
+                return Verdict::Recreate("assigned partitions with unread data deliver nothing");
+            }
+        }
         let stuck = match (before, after) {
             (Some(b), Some(a)) => {
                 let others_stuck = a.others.lag > 0 && a.others.committed == b.others.committed;
-                let mine_fine = a.mine.lag == 0 || a.mine.committed != b.mine.committed;
+                let mine_fine =
+                    a.mine.lag == 0 || a.mine.committed != b.mine.committed || stored > 0;
                 others_stuck && mine_fine
             }
             // The broker does not answer the probe either: a consumer without partitions
@@ -227,11 +258,42 @@ mod tests {
     }
 
     #[test]
-    fn everybody_waiting_together_is_not_a_stuck_group() {
-        // A database outage: no partition moves, this member's neither.
+    fn assigned_partitions_that_deliver_nothing_while_holding_data_recreate() {
+        let mut w = Watchdog::new(AFTER);
+        let t = Instant::now();
+        w.check(t, true, || split((100, 20), (0, 0)));
+        assert!(matches!(
+            w.check(t + AFTER, true, || split((100, 20), (0, 0))),
+            Verdict::Recreate(_)
+        ));
+        // The same with messages flowing is a slow writer, not a stuck fetch.
+        w.on_message();
+        assert_eq!(
+            w.check(t + AFTER * 2, true, || split((100, 20), (0, 0))),
+            Verdict::Healthy
+        );
+    }
+
+    #[test]
+    fn a_member_that_works_but_whose_commits_do_not_move_still_rejoins_next_to_orphans() {
         let mut w = Watchdog::new(AFTER);
         let t = Instant::now();
         w.check(t, true, || split((100, 20), (300, 50)));
+        w.on_batch_stored();
+        assert!(matches!(
+            w.check(t + AFTER, true, || split((100, 20), (300, 90))),
+            Verdict::Recreate(_)
+        ));
+    }
+
+    #[test]
+    fn everybody_waiting_together_is_not_a_stuck_group() {
+        // A database outage: no partition moves, this member's neither; it still receives
+        // what the broker buffered (its writes are what wait).
+        let mut w = Watchdog::new(AFTER);
+        let t = Instant::now();
+        w.check(t, true, || split((100, 20), (300, 50)));
+        w.on_message();
         assert_eq!(
             w.check(t + AFTER, true, || split((100, 40), (300, 90))),
             Verdict::Healthy

@@ -307,7 +307,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                 let Some((task, offsets)) = in_flight.pop_front() else {
                     break;
                 };
-                self.finish(task, offsets).await?;
+                self.finish(task, offsets, &mut watchdog).await?;
             }
             if !batch.is_empty() {
                 let mut offsets = OffsetTracker::default();
@@ -346,7 +346,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                 break;
             }
         }
-        self.drain(in_flight).await?;
+        self.drain(in_flight, &mut watchdog).await?;
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored since the last auto-commit is not an error worth failing on.
             tracing::debug!(error = %e, "final commit");
@@ -360,11 +360,15 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
         self.processor.log_progress();
     }
 
-    async fn drain(&mut self, mut in_flight: InFlight) -> Result<(), ProcessError> {
+    async fn drain(
+        &mut self,
+        mut in_flight: InFlight,
+        watchdog: &mut Watchdog,
+    ) -> Result<(), ProcessError> {
         let limit = Duration::from_secs(self.settings.drain_timeout_secs);
         let drained = tokio::time::timeout(limit, async {
             while let Some((task, offsets)) = in_flight.pop_front() {
-                self.finish(task, offsets).await?;
+                self.finish(task, offsets, watchdog).await?;
             }
             Ok::<_, ProcessError>(())
         })
@@ -385,13 +389,17 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
         &mut self,
         task: JoinHandle<Result<(), write::Stopped>>,
         offsets: OffsetTracker,
+        watchdog: &mut Watchdog,
     ) -> Result<(), ProcessError> {
         match task.await {
             Ok(Ok(())) if self.abandoned => {}
             Ok(Ok(())) => {
                 // Fails for partitions revoked meanwhile: their new owner gets them again.
-                if let Err(e) = self.consumer.store_offsets(&offsets.to_store()) {
-                    tracing::warn!(error = %e, "offsets not stored (partition revoked?); they will be redelivered");
+                match self.consumer.store_offsets(&offsets.to_store()) {
+                    Ok(()) => watchdog.on_batch_stored(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "offsets not stored (partition revoked?); they will be redelivered");
+                    }
                 }
                 RuntimeCounters::inc(&self.counters.batches, 1);
             }

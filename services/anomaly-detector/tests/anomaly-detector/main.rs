@@ -38,7 +38,8 @@ fn start_detector(env: &[(String, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_anomaly-detector"))
         .arg("run")
         .envs(env.iter().cloned())
-        .env("RUST_LOG", "warn")
+        // The consumer counters every 10 s: a failure's log shows who stopped where.
+        .env("RUST_LOG", "warn,airq_kafka::runtime::counters=info")
         .spawn()
         .expect("start anomaly-detector")
 }
