@@ -407,8 +407,14 @@ impl Pipeline {
         else {
             return Ok(None);
         };
+        let artifact = self.load_artifact(&v).await?;
+        Ok(Some((v.version, artifact)))
+    }
+
+    /// The model artifact of a registered version.
+    async fn load_artifact(&self, v: &mlflow_client::ModelVersion) -> anyhow::Result<Artifact> {
         let bytes = self.mlflow.download_artifact(&v.source, MODEL_FILE).await?;
-        Ok(Some((v.version, Artifact::from_json(&bytes)?)))
+        Ok(Artifact::from_json(&bytes)?)
     }
 
     /// `evaluate`: a candidate (the given version, e.g. the one this DAG run's `train`
@@ -430,11 +436,7 @@ impl Pipeline {
                 .context("no model version has the alias staging: run train first")?,
         };
         let staging_v = version.version.clone();
-        let bytes = self
-            .mlflow
-            .download_artifact(&version.source, MODEL_FILE)
-            .await?;
-        let staging = Artifact::from_json(&bytes)?;
+        let staging = self.load_artifact(&version).await?;
         let production = self.load_version(PRODUCTION).await?;
         let train_run = self.mlflow.get_run(&version.run_id).await?;
         let held_out_from: DateTime<Utc> = train_run

@@ -50,10 +50,8 @@ pub struct Watchdog {
     period: Option<(Instant, Option<Progress>)>,
     /// Since when every fetch failed.
     failing_since: Option<Instant>,
-    /// Batches this consumer wrote and stored the offsets of in the current period.
-    stored_in_period: u64,
-    /// Messages this consumer received in the current period.
-    received_in_period: u64,
+    /// What this consumer did itself in the current period.
+    done: Done,
 }
 
 impl Watchdog {
@@ -62,20 +60,19 @@ impl Watchdog {
             heal_after,
             period: None,
             failing_since: None,
-            stored_in_period: 0,
-            received_in_period: 0,
+            done: Done::default(),
         }
     }
 
     /// A batch was written and its offsets stored: this consumer makes progress, whatever
     /// the broker's committed offsets say (Tansu may refuse a survivor's commits).
     pub fn on_batch_stored(&mut self) {
-        self.stored_in_period += 1;
+        self.done.stored += 1;
     }
 
     pub fn on_message(&mut self) {
         self.failing_since = None;
-        self.received_in_period += 1;
+        self.done.received += 1;
     }
 
     pub fn on_error(&mut self, now: Instant) {
@@ -85,8 +82,7 @@ impl Watchdog {
     pub fn reset(&mut self) {
         self.period = None;
         self.failing_since = None;
-        self.stored_in_period = 0;
-        self.received_in_period = 0;
+        self.done = Done::default();
     }
 
     /// Called about once a second. `probe` reads the group's progress (broker round trips):
@@ -112,38 +108,45 @@ impl Watchdog {
         }
         let after = probe();
         self.period = Some((now, after));
-        let stored = std::mem::take(&mut self.stored_in_period);
-        let received = std::mem::take(&mut self.received_in_period);
-        if let (true, Some(b), Some(a)) = (assigned, before, after) {
-            // Own partitions with unread data that delivered nothing for a whole period
-            // while the loop was free to receive: a stuck fetch (a loop blocked on a database
-            // outage does not get here).
-            if a.mine.lag > 0
-                && a.mine.committed == b.mine.committed
-                && stored == 0
-                && received == 0
-            {
-                return Verdict::Recreate("assigned partitions with unread data deliver nothing");
-            }
+        let done = std::mem::take(&mut self.done);
+        match (before, after) {
+            (Some(b), Some(a)) => judge(assigned, b, a, done),
+            // The broker does not answer the probe: a consumer with partitions has its fetch
+            // errors counted; one without tries a fresh client.
+            _ if assigned => Verdict::Healthy,
+            _ => Verdict::Recreate(NO_PARTITIONS),
         }
-        let stuck = match (before, after) {
-            (Some(b), Some(a)) => {
-                let others_stuck = a.others.lag > 0 && a.others.committed == b.others.committed;
-                let mine_fine =
-                    a.mine.lag == 0 || a.mine.committed != b.mine.committed || stored > 0;
-                others_stuck && mine_fine
-            }
-            // The broker does not answer the probe either: a consumer without partitions
-            // tries a fresh client; one with partitions has its fetch errors counted.
-            _ => !assigned,
-        };
-        match (stuck, assigned) {
-            (false, _) => Verdict::Healthy,
-            (true, false) => Verdict::Recreate("no partitions while the group makes no progress"),
-            (true, true) => Verdict::Recreate(
-                "partitions outside this member's assignment make no progress: rejoining",
-            ),
-        }
+    }
+}
+
+const NO_PARTITIONS: &str = "no partitions while the group makes no progress";
+
+/// What this consumer did itself during a period.
+#[derive(Debug, Clone, Copy, Default)]
+struct Done {
+    /// Batches written whose offsets were stored.
+    stored: u64,
+    /// Messages received.
+    received: u64,
+}
+
+/// The verdict on one period, from the group's progress at its start and end.
+fn judge(assigned: bool, before: Progress, after: Progress, done: Done) -> Verdict {
+    let mine_moved = after.mine.committed != before.mine.committed || done.stored > 0;
+    // Own partitions with unread data that delivered nothing for a whole period while the
+    // loop was free to receive: a stuck fetch (a loop blocked on a database outage does not
+    // get here).
+    if assigned && after.mine.lag > 0 && !mine_moved && done.received == 0 {
+        return Verdict::Recreate("assigned partitions with unread data deliver nothing");
+    }
+    let others_stuck = after.others.lag > 0 && after.others.committed == before.others.committed;
+    let mine_fine = after.mine.lag == 0 || mine_moved;
+    match (others_stuck && mine_fine, assigned) {
+        (false, _) => Verdict::Healthy,
+        (true, false) => Verdict::Recreate(NO_PARTITIONS),
+        (true, true) => Verdict::Recreate(
+            "partitions outside this member's assignment make no progress: rejoining",
+        ),
     }
 }
 
@@ -192,10 +195,7 @@ mod tests {
 
     /// Progress with nothing assigned to this consumer.
     fn p(committed: i64, lag: i64) -> Option<Progress> {
-        Some(Progress {
-            mine: Position::default(),
-            others: Position { committed, lag },
-        })
+        split((0, 0), (committed, lag))
     }
 
     fn split(mine: (i64, i64), others: (i64, i64)) -> Option<Progress> {

@@ -243,7 +243,7 @@ pub struct Runtime<P: Processor, S: Sink<Item = P::Item>> {
     /// Set once a batch was abandoned on shutdown: no later offset may be stored then.
     abandoned: bool,
     /// Resolved when the newest batch in flight has published: the next one waits for it.
-    published: Option<write::Turn>,
+    published: write::Turn,
 }
 
 impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
@@ -280,7 +280,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
             }),
             counters,
             abandoned: false,
-            published: None,
+            published: write::Turn::default(),
         })
     }
 
@@ -317,8 +317,9 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                 RuntimeCounters::inc(&self.counters.received, batch.len() as u64);
                 match self.processor.process(&batch, &self.shared.ctx).await {
                     Ok(outputs) => {
-                        let (after, mut done) = write::Turn::next(self.published.take());
-                        self.published = Some(done.turn());
+                        let (after, done, next) =
+                            write::Turn::after(std::mem::take(&mut self.published));
+                        self.published = next;
                         let task = tokio::spawn(write::write(
                             self.shared.clone(),
                             batch,

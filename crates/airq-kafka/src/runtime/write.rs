@@ -21,26 +21,18 @@ pub const REJECTED_BY_SINK: &str = "rejected_by_sink";
 
 /// A batch's place in the publish order: it resolves once the batch before it published
 /// (or gave up on shutdown, after which no later offset is stored anyway).
+#[derive(Default)]
 pub(super) struct Turn(Option<oneshot::Receiver<()>>);
 
-/// Given to a batch's writer: dropping it (done or stopped) lets the next batch publish.
-pub(super) struct Done {
-    /// Never sent on: its drop is the signal.
-    _signal: oneshot::Sender<()>,
-    next: Option<oneshot::Receiver<()>>,
-}
+/// Held by a batch's writer: dropping it (published, or stopped) lets the next batch publish.
+pub(super) struct Done(#[allow(dead_code)] oneshot::Sender<()>);
 
 impl Turn {
-    /// The turn to wait for (the previous batch's) and the `Done` of a new batch.
-    pub(super) fn next(previous: Option<Turn>) -> (Turn, Done) {
+    /// A new batch's place after `previous`: the turn it waits for, the `Done` it drops, and
+    /// the turn of the batch after it.
+    pub(super) fn after(previous: Turn) -> (Turn, Done, Turn) {
         let (tx, rx) = oneshot::channel();
-        (
-            previous.unwrap_or(Turn(None)),
-            Done {
-                _signal: tx,
-                next: Some(rx),
-            },
-        )
+        (previous, Done(tx), Turn(Some(rx)))
     }
 
     async fn wait(self) {
@@ -48,13 +40,6 @@ impl Turn {
             // An error means the previous writer ended without publishing: go on.
             let _ = rx.await;
         }
-    }
-}
-
-impl Done {
-    /// The turn of the batch after this one.
-    pub(super) fn turn(&mut self) -> Turn {
-        Turn(self.next.take())
     }
 }
 
@@ -73,14 +58,12 @@ pub(super) async fn write<S: Sink>(
     let (refused, refused_items) = write_bisecting(&shared, &items, &sources).await?;
     RuntimeCounters::inc(&shared.ctx.counters.sink_rejected, refused.len() as u64);
     rejected.extend(refused);
+    let kept: Vec<usize> = (0..items.len())
+        .filter(|i| !refused_items.contains(i))
+        .collect();
+    let accepted: Vec<&S::Item> = kept.iter().map(|&i| &items[i]).collect();
     // In consumption order: wait for the batch before this one, publish, let the next go.
     after.wait().await;
-    let accepted: Vec<&S::Item> = items
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !refused_items.contains(i))
-        .map(|(_, item)| item)
-        .collect();
     match shared
         .ctx
         .retry("publishing the sink's outputs", || {
@@ -92,12 +75,8 @@ pub(super) async fn write<S: Sink>(
         Err(RetryError::Stopped(_)) => return Err(Stopped),
         Err(RetryError::Permanent(e)) => {
             tracing::error!(error = %e, items = accepted.len(), "the sink refuses to publish a batch; dead-lettering its messages");
-            let refused_sources: Vec<usize> = (0..items.len())
-                .filter(|i| !refused_items.contains(i))
-                .map(|i| sources[i])
-                .collect();
-            rejected.extend(refused_sources.into_iter().map(|index| Rejection {
-                index,
+            rejected.extend(kept.iter().map(|&i| Rejection {
+                index: sources[i],
                 reason: REJECTED_BY_SINK.into(),
                 detail: e.to_string(),
             }));
@@ -250,8 +229,8 @@ mod tests {
     #[tokio::test]
     async fn batches_publish_in_consumption_order_even_when_an_older_write_finishes_last() {
         let s = Arc::new(shared(vec![]));
-        let (first_after, mut first_done) = Turn::next(None);
-        let (second_after, second_done) = Turn::next(Some(first_done.turn()));
+        let (first_after, first_done, next) = Turn::after(Turn::default());
+        let (second_after, second_done, _) = Turn::after(next);
         let batch = |items: Vec<u32>| {
             let mut out = Outputs::default();
             items
