@@ -1,8 +1,10 @@
 //! trainer: the ML pipeline, one subcommand per step (`extract`, `validate`, `train`,
 //! `evaluate`), each an MLflow run. Pure parts: [`snapshot`], [`validate`], [`train`],
-//! [`plot`], [`pipeline::decide`]; the I/O is in [`pipeline::Pipeline`].
+//! [`plot`], [`pipeline::decide`]; the I/O is in [`pipeline::Pipeline`], one module per
+//! step. [`failure`] tells a transient failure (exit 75, retried) from a final one (exit 1).
 
 pub mod config;
+pub mod failure;
 pub mod pipeline;
 pub mod plot;
 pub mod snapshot;

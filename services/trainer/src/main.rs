@@ -61,14 +61,15 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// An expected failure (a validation gate that fails, a missing model, a bad argument) is
-/// one clear line with its cause chain and exit code 1, without a backtrace.
+/// one clear line with its cause chain, without a backtrace; the exit code says whether a
+/// retry can help (75: a server was unreachable) or not (1).
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(trainer::failure::exit_code(&e))
         }
     }
 }

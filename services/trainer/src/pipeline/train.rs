@@ -1,0 +1,251 @@
+//! `train`: every candidate on a validated snapshot, each its own run; the best one
+//! registered with the alias `staging`.
+
+use std::collections::BTreeMap;
+
+use airq_features::{FeatureSpec, build_dataset};
+use airq_model::Artifact;
+use airq_model::tree::Binned;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use mlflow_client::{Run, RunInfo, Stage, metric, param, tag};
+
+use super::{MODEL_FILE, Pipeline, STAGING};
+use crate::plot;
+use crate::train::{self, Trained};
+
+impl Pipeline {
+    /// `train`: every candidate on the newest validated snapshot; the best one (test RMSE)
+    /// becomes a new version of the registered model with alias `staging`. Returns it.
+    pub async fn train(
+        &self,
+        snapshot_run: Option<&str>,
+        test_from: Option<DateTime<Utc>>,
+        export_features: Option<&std::path::Path>,
+    ) -> anyhow::Result<String> {
+        let snap = self
+            .find(
+                "extract",
+                " and tags.`airq.validated` = 'true'",
+                snapshot_run,
+            )
+            .await?;
+        let (_, data) = self.load_snapshot(&snap).await?;
+        let spec = FeatureSpec::default();
+        let dataset = build_dataset(&spec, &data);
+        let cfg = &self.settings.train;
+        let test_from = match test_from {
+            Some(t) => t,
+            None => train::test_start(&dataset, cfg.test_fraction)
+                .context("the snapshot has no usable rows")?,
+        };
+        let (train_set, test_set) = train::split(&dataset, test_from);
+        anyhow::ensure!(
+            !train_set.is_empty() && !test_set.is_empty(),
+            "empty split at {test_from}: {} train, {} test rows",
+            train_set.len(),
+            test_set.len()
+        );
+        tracing::info!(train = train_set.len(), test = test_set.len(), %test_from, "data set built");
+        if let Some(dir) = export_features {
+            std::fs::create_dir_all(dir)?;
+            for (name, d) in [("train.csv", &train_set), ("test.csv", &test_set)] {
+                std::fs::write(dir.join(name), features_csv(&spec, d)?)
+                    .with_context(|| format!("writing {}", dir.join(name).display()))?;
+            }
+        }
+        let binned = Binned::new(&train_set.x, 255);
+        let mut candidates = vec![train::persistence(), train::linear(&train_set)?];
+        let bar = |n: usize, what: &str| {
+            let b = ProgressBar::new(n as u64).with_message(what.to_owned());
+            b.set_style(
+                ProgressStyle::with_template("{msg:18} {bar:40} {pos}/{len} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        };
+        let b = bar(cfg.forest.trees, "random forest");
+        candidates.push(train::forest(&train_set, &binned, cfg, &|| b.inc(1)));
+        b.finish();
+        let b = bar(cfg.boosting.rounds, "gradient boosting");
+        candidates.push(train::boosting(&train_set, &binned, cfg, &|| b.inc(1)));
+        b.finish();
+
+        let mut best: Option<(f64, RunInfo, &Trained)> = None;
+        for c in &candidates {
+            let (rmse, run) = self
+                .log_candidate(c, &spec, &snap, &train_set, &test_set, test_from)
+                .await?;
+            tracing::info!(
+                model = c.name,
+                rmse,
+                seconds = c.train_seconds,
+                "candidate trained"
+            );
+            if c.name != "persistence" && best.as_ref().is_none_or(|(r, _, _)| rmse < *r) {
+                best = Some((rmse, run, c));
+            }
+        }
+        let (rmse, run, c) = best.context("no candidate model")?;
+        let name = &self.settings.mlflow.model;
+        self.mlflow
+            .ensure_registered_model(name, "PM2.5 one hour ahead, per sensor (airq)")
+            .await?;
+        let v = self
+            .mlflow
+            .create_model_version(
+                name,
+                &format!("{}/model", run.artifact_uri),
+                &run.run_id,
+                &[
+                    tag("model", c.name),
+                    tag("test_rmse", format!("{rmse:.4}")),
+                    tag("snapshot_run", &snap.info.run_id),
+                ],
+            )
+            .await?;
+        self.mlflow.set_alias(name, STAGING, &v.version).await?;
+        self.mlflow
+            .transition_stage(name, &v.version, Stage::Staging, false)
+            .await?;
+        tracing::info!(model = c.name, version = %v.version, rmse, "registered as staging");
+        Ok(v.version)
+    }
+
+    async fn log_candidate(
+        &self,
+        c: &Trained,
+        spec: &FeatureSpec,
+        snap: &Run,
+        train_set: &airq_features::Dataset,
+        test_set: &airq_features::Dataset,
+        test_from: DateTime<Utc>,
+    ) -> anyhow::Result<(f64, RunInfo)> {
+        let run = self
+            .start(
+                "train",
+                c.name,
+                &[
+                    ("airq.snapshot_run", snap.info.run_id.clone()),
+                    ("airq.model", c.name.to_owned()),
+                ],
+            )
+            .await?;
+        let done = self
+            .record_candidate(&run, c, spec, train_set, test_set, test_from)
+            .await;
+        Ok((self.close(&run, done).await?, run))
+    }
+
+    /// Logs one candidate in its run: params, metrics, the model, its importances, plots.
+    /// Returns its test RMSE.
+    async fn record_candidate(
+        &self,
+        run: &RunInfo,
+        c: &Trained,
+        spec: &FeatureSpec,
+        train_set: &airq_features::Dataset,
+        test_set: &airq_features::Dataset,
+        test_from: DateTime<Utc>,
+    ) -> anyhow::Result<f64> {
+        let test = train::evaluate(&c.model, test_set);
+        let fit = train::evaluate(&c.model, train_set);
+        let mut params: Vec<_> = c.params.iter().map(|(k, v)| param(k, v)).collect();
+        params.extend([
+            param("model", c.name),
+            param("features", spec.names().len()),
+            param("feature_spec_version", spec.version),
+            param("lags", spec.lags),
+            param("test_from", test_from.to_rfc3339()),
+            param("train_rows", train_set.len()),
+            param("test_rows", test_set.len()),
+        ]);
+        let mut metrics = vec![
+            metric("test_rmse", test.overall.rmse, 0),
+            metric("test_mae", test.overall.mae, 0),
+            metric("test_r2", test.overall.r2, 0),
+            metric("train_rmse", fit.overall.rmse, 0),
+            metric("train_seconds", c.train_seconds, 0),
+        ];
+        metrics.extend(
+            test.per_sensor
+                .iter()
+                .map(|(s, sc)| metric(&format!("test_rmse_{}", sanitize(s)), sc.rmse, 0)),
+        );
+        self.mlflow
+            .log_batch(&run.run_id, &metrics, &params, &[])
+            .await?;
+        let artifact = Artifact::new(c.name, spec.clone(), c.model.clone());
+        let uri = &run.artifact_uri;
+        self.mlflow
+            .upload_artifact(uri, &format!("model/{MODEL_FILE}"), artifact.to_json())
+            .await?;
+        let importances: BTreeMap<String, f64> = spec
+            .names()
+            .into_iter()
+            .zip(c.model.importances(spec.names().len()))
+            .collect();
+        self.mlflow
+            .upload_artifact(
+                uri,
+                "feature_importances.json",
+                serde_json::to_vec_pretty(&importances)?,
+            )
+            .await?;
+        let pairs: Vec<(f64, f64)> = test_set
+            .y
+            .iter()
+            .copied()
+            .zip(test.predicted.iter().copied())
+            .collect();
+        self.mlflow
+            .upload_artifact(
+                uri,
+                "plots/predicted_vs_actual.png",
+                plot::scatter(&pairs, true)?,
+            )
+            .await?;
+        let residuals: Vec<(f64, f64)> = pairs.iter().map(|(t, p)| (*p, t - p)).collect();
+        self.mlflow
+            .upload_artifact(
+                uri,
+                "plots/residuals.png",
+                plot::scatter(&residuals, false)?,
+            )
+            .await?;
+        Ok(test.overall.rmse)
+    }
+}
+
+/// The feature matrix with target, time and sensor, for comparisons outside this program
+/// (bench/sklearn_rf.py).
+fn features_csv(spec: &FeatureSpec, d: &airq_features::Dataset) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = spec.names();
+    header.extend(["y", "target", "sensor"].map(str::to_owned));
+    w.write_record(&header)?;
+    for i in 0..d.len() {
+        let mut row: Vec<String> = d.x[i].iter().map(f64::to_string).collect();
+        row.extend([
+            d.y[i].to_string(),
+            d.target[i].to_rfc3339(),
+            d.sensor[i].clone(),
+        ]);
+        w.write_record(&row)?;
+    }
+    Ok(w.into_inner()?)
+}
+
+/// Metric keys allow letters, digits and `_-./ `.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-./".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
