@@ -21,10 +21,21 @@ enum Command {
     Run,
     /// Apply database migrations and exit.
     Migrate,
-    /// Recompute the daily per-sensor statistics of one UTC day (default: yesterday).
+    /// Recompute the daily batch of one UTC day (default: yesterday): per-sensor statistics
+    /// and the data-quality summary, which it also prints.
     Daily {
         #[arg(long)]
         date: Option<NaiveDate>,
+    },
+    /// Whether a UTC day is complete: every sensor active in the days before it has data past
+    /// its end. Prints one JSON object (`complete`, `active`, `late` with each late sensor's
+    /// newest reading); exit 0 either way, so a caller can wait and ask again.
+    DayComplete {
+        #[arg(long)]
+        date: NaiveDate,
+        /// How far back a sensor counts as active.
+        #[arg(long, default_value_t = 3)]
+        lookback_days: i64,
     },
 }
 
@@ -47,6 +58,21 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("computing daily stats")?;
             tracing::info!(%day, sensors = n, "daily statistics written");
+            let quality = airq_store::daily::compute_daily_quality(&pool, day)
+                .await
+                .context("computing the daily quality summary")?;
+            print!("{}", stream_cleaner::report::quality_table(day, &quality));
+            Ok(())
+        }
+        Command::DayComplete {
+            date,
+            lookback_days,
+        } => {
+            let pool = airq_store::connect(&settings.database.url, 1)?;
+            let c = airq_store::daily::day_completeness(&pool, date, Duration::days(lookback_days))
+                .await
+                .context("checking the day's completeness")?;
+            println!("{}", stream_cleaner::report::completeness_json(date, &c));
             Ok(())
         }
     }

@@ -138,6 +138,52 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
         "5 simulated hours out of 24: {completeness}"
     );
 
+    // The quality summary counts the same readings and the injected duplicates by flag
+    // name; a rerun replaces the day's rows with identical ones.
+    let quality = airq_store::daily::compute_daily_quality(&pool, day)
+        .await
+        .unwrap();
+    assert_eq!(
+        quality,
+        airq_store::daily::compute_daily_quality(&pool, day)
+            .await
+            .unwrap()
+    );
+    assert_eq!(quality.len(), 20);
+    assert_eq!(
+        quality.iter().map(|q| q.n_readings as usize).sum::<usize>(),
+        valid.len()
+    );
+    // Per flag name, the summary's counts add up to the stored readings with that flag.
+    let stored: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT q.name, count(*) FROM readings r JOIN quality_flags q ON r.flags & q.bit <> 0 \
+         GROUP BY q.name ORDER BY q.name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!stored.is_empty(), "the faulty stream flags readings");
+    for (name, n) in &stored {
+        let summed: i64 = quality
+            .iter()
+            .map(|q| {
+                serde_json::from_str::<serde_json::Value>(&q.flag_counts).unwrap()[name]
+                    .as_i64()
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert_eq!(summed, *n, "flag {name}");
+    }
+
+    // The next day is not complete: every sensor active before it is late, named.
+    let next = day.succ_opt().unwrap();
+    let c = airq_store::daily::day_completeness(&pool, next, chrono::Duration::days(3))
+        .await
+        .unwrap();
+    assert_eq!((c.active, c.late.len()), (20, 20));
+    assert!(!c.is_complete());
+    assert!(c.late.iter().all(|(_, last)| last.is_some_and(|t| t.date_naive() == day)));
+
     // Value faults carry their flag in PostgreSQL.
     let flags_at = |sensor: &str, ts: chrono::DateTime<chrono::Utc>| {
         let pool = pool.clone();
