@@ -5,6 +5,7 @@
 //! - [`client`]: the idempotent producer and the at-least-once consumer
 //!   (`enable.auto.offset.store=false`: an offset is stored only once its outputs are durable);
 //! - [`admin`]: idempotent topic creation;
+//! - [`lag`]: a group's committed offsets and watermarks, read without joining it;
 //! - [`offsets`]: the highest processed offset per partition of a batch, to store after a flush;
 //! - [`dead_letter`]: the headers that tell where a dead-lettered message came from and why;
 //! - [`runtime`]: the one consume -> process -> write -> store-offset loop, with the retry,
@@ -13,6 +14,7 @@
 pub mod admin;
 pub mod client;
 pub mod dead_letter;
+pub mod lag;
 pub mod offsets;
 pub mod publish;
 pub mod runtime;

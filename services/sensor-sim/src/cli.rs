@@ -21,6 +21,83 @@ pub enum Command {
     Synthetic(SyntheticArgs),
     /// Replay the Beijing PRSA hourly data (12 stations, 2013-2017).
     Replay(ReplayArgs),
+    /// Poll the OpenAQ API v3 for one location's readings (live, with gaps filled).
+    Openaq(OpenaqArgs),
+    /// Replay a folder of OpenAQ archive files (one CSV or CSV.gz per location and day).
+    OpenaqArchive(ArchiveArgs),
+    /// Wait until a consumer group has committed past what a replay published (its last
+    /// output line), i.e. until the platform has stored it. Exit 75 on timeout.
+    Landed(LandedArgs),
+}
+
+/// A UTC day (YYYY-MM-DD, its midnight) or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = s.parse::<chrono::DateTime<chrono::Utc>>() {
+        return Ok(t);
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
+}
+
+/// A time window `[from, to)` of a replay.
+#[derive(Debug, Clone, Args)]
+pub struct Window {
+    /// Only readings at or after this time (a UTC day or an RFC 3339 time).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only readings before this time.
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenaqArgs {
+    /// The OpenAQ location id.
+    #[arg(long, default_value_t = crate::openaq::DEFAULT_LOCATION)]
+    pub location: i64,
+    /// The API's base URL.
+    #[arg(long, env = "AIRQ_OPENAQ_URL", default_value = "https://api.openaq.org")]
+    pub base_url: String,
+    /// Seconds between two polls.
+    #[arg(long, default_value_t = 300)]
+    pub poll_secs: u64,
+    /// On the first start, fetch this many hours of history.
+    #[arg(long, default_value_t = 24)]
+    pub backfill_hours: i64,
+    /// Timeout of each HTTP request, seconds.
+    #[arg(long, default_value_t = 15.0)]
+    pub timeout_secs: f64,
+    /// Where the per-sensor watermarks are kept (one JSON file per location).
+    #[arg(long, env = "AIRQ_OPENAQ_STATE_DIR", default_value = ".airq-state")]
+    pub state_dir: PathBuf,
+    /// Poll once and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Folder of archive files (searched recursively).
+    #[arg(long, env = "AIRQ_OPENAQ_ARCHIVE_DIR")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub window: Window,
+}
+
+#[derive(Debug, Args)]
+pub struct LandedArgs {
+    /// The JSON line a replay printed (`{"marks": {"0": 41, ...}}`).
+    #[arg(long)]
+    pub marks: String,
+    /// The consumer group that must have committed past the marks.
+    #[arg(long, default_value = "stream-cleaner")]
+    pub group: String,
+    /// Give up after this many seconds (exit 75).
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +150,8 @@ pub struct ReplayArgs {
     /// Replay only the first N readings (in time order).
     #[arg(long)]
     pub limit: Option<usize>,
+    #[command(flatten)]
+    pub window: Window,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,

@@ -4,12 +4,14 @@
 //! - [`faults`]: fault kinds, rates, injection and ground-truth records;
 //! - [`sim`]: the fleet, one tick at a time (pure);
 //! - [`replay`]: loading the Beijing PRSA data set;
+//! - [`openaq`]: OpenAQ as a source, live (API v3, per-sensor watermarks) and from its archive;
 //! - [`publish`]: the producer side and pacing; [`truth`]: the ground-truth JSONL log;
-//! - [`startup`]: the two modes wired together; [`cli`], [`config`].
+//! - [`startup`]: the modes wired together, and `landed` (has a replay been stored?); [`cli`], [`config`].
 
 pub mod cli;
 pub mod config;
 pub mod faults;
+pub mod openaq;
 pub mod publish;
 pub mod replay;
 pub mod signal;

@@ -4,8 +4,21 @@ use sensor_sim::cli::{Cli, Command};
 use sensor_sim::config::Settings;
 use sensor_sim::startup;
 
+/// A failure is one `error:` line with its causes; exit 75 when waiting longer may help
+/// (`landed` timed out), 1 otherwise.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let transient = e.chain().any(|c| c.is::<startup::NotYetLanded>());
+            std::process::ExitCode::from(if transient { 75 } else { 1 })
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     airq_runtime::init_tracing("info,rdkafka=warn");
     let cli = Cli::parse();
     let settings = Settings::load().context("loading configuration")?;
@@ -13,5 +26,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Synthetic(args) => startup::run_synthetic(settings, args, shutdown).await,
         Command::Replay(args) => startup::run_replay(settings, args, shutdown).await,
+        Command::Openaq(args) => startup::run_openaq(settings, args, shutdown).await,
+        Command::OpenaqArchive(args) => {
+            startup::run_openaq_archive(settings, args, shutdown).await
+        }
+        Command::Landed(args) => startup::wait_landed(settings, args, shutdown).await,
     }
 }

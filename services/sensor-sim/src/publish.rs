@@ -1,7 +1,7 @@
 //! Publishing to `raw_data`: idempotent producer, bounded in-flight deliveries, and
 //! pacing (wall clock, fixed rate, or as fast as possible).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -16,6 +16,9 @@ pub struct Publisher {
     topic: String,
     in_flight: VecDeque<DeliveryFuture>,
     pub sent: u64,
+    /// Per partition, the offset of the last acknowledged message: what a consumer group
+    /// must have committed past for everything sent to have landed.
+    pub marks: BTreeMap<i32, i64>,
 }
 
 impl Publisher {
@@ -25,6 +28,7 @@ impl Publisher {
             topic,
             in_flight: VecDeque::new(),
             sent: 0,
+            marks: BTreeMap::new(),
         }
     }
 
@@ -59,7 +63,10 @@ impl Publisher {
     async fn await_oldest(&mut self) -> anyhow::Result<()> {
         if let Some(fut) = self.in_flight.pop_front() {
             match fut.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(d)) => {
+                    let m = self.marks.entry(d.partition).or_insert(d.offset);
+                    *m = (*m).max(d.offset);
+                }
                 Ok(Err((e, _))) => return Err(e).context("delivering a message"),
                 Err(_) => anyhow::bail!("producer dropped a delivery"),
             }
@@ -76,6 +83,19 @@ impl Publisher {
             .flush(Duration::from_secs(30))
             .context("flushing the producer")?;
         Ok(())
+    }
+}
+
+impl Publisher {
+    /// What was published, as the one JSON line a replay prints last:
+    /// `{"topic", "messages", "marks": {"partition": last offset}}` (the `landed` command's
+    /// input).
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "topic": self.topic,
+            "messages": self.sent,
+            "marks": self.marks.iter().map(|(p, o)| (p.to_string(), *o)).collect::<BTreeMap<_, _>>(),
+        })
     }
 }
 

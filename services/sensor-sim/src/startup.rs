@@ -8,7 +8,7 @@ use chrono::{Duration, SubsecRound, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ReplayArgs, SyntheticArgs};
+use crate::cli::{ArchiveArgs, LandedArgs, OpenaqArgs, ReplayArgs, SyntheticArgs};
 use crate::config::Settings;
 use crate::faults::FaultRates;
 use crate::publish::{Pacer, Publisher};
@@ -102,10 +102,27 @@ pub async fn run_replay(
     args: ReplayArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let readings = replay::load(&args.data_dir, args.limit)
+    let mut readings = replay::load(&args.data_dir, args.limit)
         .with_context(|| format!("loading Beijing data from {}", args.data_dir.display()))?;
-    let mut out = publisher(&settings).await?;
-    let bar = if args.quiet {
+    let w = &args.window;
+    readings.retain(|r| {
+        w.from.is_none_or(|f| r.timestamp >= f) && w.to.is_none_or(|t| r.timestamp < t)
+    });
+    replay_readings(&settings, &readings, args.speedup, args.quiet, &shutdown).await
+}
+
+/// Publishes `readings` in order (paced at `speedup` data seconds per second, 0 = as fast as
+/// possible), then prints what was published as one JSON line on stdout (the input of
+/// `landed`).
+async fn replay_readings(
+    settings: &Settings,
+    readings: &[airq_domain::Reading],
+    speedup: f64,
+    quiet: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut out = publisher(settings).await?;
+    let bar = if quiet {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(readings.len() as u64)
@@ -116,12 +133,12 @@ pub async fn run_replay(
     );
     let started = std::time::Instant::now();
     let t0 = readings.first().map(|r| r.timestamp);
-    for r in &readings {
+    for r in readings {
         if shutdown.is_cancelled() {
             break;
         }
-        if let (Some(t0), true) = (t0, args.speedup > 0.0) {
-            let due = (r.timestamp - t0).num_milliseconds() as f64 / 1000.0 / args.speedup;
+        if let (Some(t0), true) = (t0, speedup > 0.0) {
+            let due = (r.timestamp - t0).num_milliseconds() as f64 / 1000.0 / speedup;
             tokio::time::sleep_until((started + StdDuration::from_secs_f64(due)).into()).await;
         }
         out.send(&r.sensor_id, &r.to_json()).await?;
@@ -136,5 +153,124 @@ pub async fn run_replay(
         rate = out.sent as f64 / secs.max(1e-9),
         "replay finished"
     );
+    println!("{}", out.summary());
     Ok(())
+}
+
+/// Replays a folder of OpenAQ archive files.
+pub async fn run_openaq_archive(
+    settings: Settings,
+    args: ArchiveArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let readings = crate::openaq::archive::load(&args.dir, args.window.from, args.window.to)
+        .with_context(|| format!("loading the OpenAQ archive in {}", args.dir.display()))?;
+    replay_readings(&settings, &readings, 0.0, true, &shutdown).await
+}
+
+/// Polls OpenAQ until stopped (or once). A failed cycle (the API unreachable after its
+/// retries, a malformed answer) is logged and the next one tries again: nothing crashes and
+/// the watermarks only move past what the broker acknowledged.
+pub async fn run_openaq(
+    settings: Settings,
+    args: OpenaqArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::openaq::{api, live, watermark::Watermarks};
+    let cfg = api::ClientConfig {
+        base_url: args.base_url.clone(),
+        api_key: std::env::var("OPENAQ_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(Into::into),
+        timeout: StdDuration::from_secs_f64(args.timeout_secs),
+        ..api::ClientConfig::default()
+    };
+    if cfg.api_key.is_none() {
+        tracing::warn!("OPENAQ_API_KEY is not set: OpenAQ answers key-less requests at a low rate limit");
+    }
+    let client = api::Client::new(cfg).context("building the HTTP client")?;
+    let state = Watermarks::path(&args.state_dir, args.location);
+    let mut source = live::LiveSource::new(
+        client,
+        args.location,
+        Duration::hours(args.backfill_hours),
+        state,
+    )?;
+    let mut out = publisher(&settings).await?;
+    tracing::info!(location = args.location, base_url = %args.base_url, "OpenAQ source started");
+    loop {
+        match source.cycle(&mut out, Utc::now()).await {
+            Ok(c) => tracing::info!(
+                observations = c.observations,
+                published = c.published,
+                "OpenAQ poll done"
+            ),
+            Err(e) if args.once => return Err(e),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "OpenAQ poll failed: next poll retries"),
+        }
+        if args.once {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(StdDuration::from_secs(args.poll_secs)) => {}
+        }
+    }
+}
+
+/// `landed` timed out: the group has not committed past these partitions' marks.
+#[derive(Debug, thiserror::Error)]
+#[error("group {group} has not yet committed past the marks of partitions {partitions:?} of {topic}")]
+pub struct NotYetLanded {
+    pub group: String,
+    pub topic: String,
+    pub partitions: Vec<i32>,
+}
+
+/// Waits until the consumer group has committed past every mark a replay printed.
+pub async fn wait_landed(
+    settings: Settings,
+    args: LandedArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Summary {
+        topic: Option<String>,
+        marks: std::collections::BTreeMap<i32, i64>,
+    }
+    let s: Summary = serde_json::from_str(args.marks.trim())
+        .context("--marks is not a replay's summary line ({\"marks\": {...}})")?;
+    let topic = s.topic.unwrap_or_else(|| settings.kafka.topics.raw.clone());
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(args.timeout_secs);
+    loop {
+        let (brokers, group, t) = (settings.kafka.brokers.clone(), args.group.clone(), topic.clone());
+        let offsets = tokio::task::spawn_blocking(move || {
+            airq_kafka::lag::group_offsets(&brokers, &group, &t, StdDuration::from_secs(5))
+        })
+        .await?;
+        let waiting = match offsets {
+            Ok(o) => airq_kafka::lag::not_landed(&s.marks, &o),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the group's offsets failed: retrying");
+                s.marks.keys().copied().collect()
+            }
+        };
+        if waiting.is_empty() {
+            tracing::info!(group = %args.group, %topic, "landed");
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(NotYetLanded {
+                group: args.group,
+                topic,
+                partitions: waiting,
+            }
+            .into());
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => anyhow::bail!("stopped while waiting"),
+            _ = tokio::time::sleep(StdDuration::from_millis(500)) => {}
+        }
+    }
 }

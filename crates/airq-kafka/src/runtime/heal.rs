@@ -18,7 +18,6 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Offset, TopicPartitionList};
 
 /// Where a set of partitions stands for the group.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -157,32 +156,17 @@ pub fn progress(consumer: &StreamConsumer) -> Option<Progress> {
     let timeout = Duration::from_secs(3);
     let topics = consumer.subscription().ok()?;
     let assigned = consumer.assignment().ok()?;
-    let mut tpl = TopicPartitionList::new();
-    for t in topics.elements() {
-        let meta = consumer.fetch_metadata(Some(t.topic()), timeout).ok()?;
-        for mt in meta.topics() {
-            for p in mt.partitions() {
-                tpl.add_partition(mt.name(), p.id());
-            }
-        }
-    }
-    let committed = consumer.committed_offsets(tpl, timeout).ok()?;
     let mut out = Progress::default();
-    for e in committed.elements() {
-        let (low, high) = consumer
-            .fetch_watermarks(e.topic(), e.partition(), timeout)
-            .ok()?;
-        let at = match e.offset() {
-            Offset::Offset(o) => o,
-            _ => low,
-        };
-        let side = if assigned.find_partition(e.topic(), e.partition()).is_some() {
-            &mut out.mine
-        } else {
-            &mut out.others
-        };
-        side.committed += at;
-        side.lag += (high - at).max(0);
+    for t in topics.elements() {
+        for p in crate::lag::partition_offsets(consumer, t.topic(), timeout).ok()? {
+            let side = if assigned.find_partition(t.topic(), p.partition).is_some() {
+                &mut out.mine
+            } else {
+                &mut out.others
+            };
+            side.committed += p.committed;
+            side.lag += p.lag();
+        }
     }
     Some(out)
 }

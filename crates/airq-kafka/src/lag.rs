@@ -1,0 +1,122 @@
+//! Where a consumer group stands on a topic: per partition its committed offset and the
+//! high watermark. Read without joining the group, so a caller can watch a service's
+//! progress (the watchdog, "has what I published landed?", benchmarks) without disturbing it.
+//! Blocking calls: run them off the async workers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// One partition of a topic as a group sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub partition: i32,
+    /// The group's committed offset (the next message it will read); the low watermark
+    /// when it has committed nothing.
+    pub committed: i64,
+    /// The offset the next message published will get.
+    pub high: i64,
+}
+
+impl PartitionOffsets {
+    /// Messages the group has not committed yet.
+    pub fn lag(&self) -> i64 {
+        (self.high - self.committed).max(0)
+    }
+}
+
+/// The committed offsets of `consumer`'s group and the watermarks of every partition of
+/// `topic`.
+pub fn partition_offsets<C: Consumer>(
+    consumer: &C,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<PartitionOffsets>, KafkaError> {
+    let meta = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in meta.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(t.name(), p.id());
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, timeout)?;
+    let mut out = Vec::new();
+    for e in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let committed = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        out.push(PartitionOffsets {
+            partition: e.partition(),
+            committed,
+            high,
+        });
+    }
+    out.sort_by_key(|p| p.partition);
+    Ok(out)
+}
+
+/// [`partition_offsets`] of `group` on `topic`, through a client of its own that does not
+/// join the group.
+pub fn group_offsets(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<PartitionOffsets>, KafkaError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    partition_offsets(&consumer, topic, timeout)
+}
+
+/// The partitions where the group has not yet committed past `marks` (partition -> the
+/// offset of the last message that must have been processed). Empty once everything up to
+/// the marks has landed.
+pub fn not_landed(marks: &BTreeMap<i32, i64>, offsets: &[PartitionOffsets]) -> Vec<i32> {
+    marks
+        .iter()
+        .filter(|(partition, last)| {
+            !offsets
+                .iter()
+                .any(|o| o.partition == **partition && o.committed > **last)
+        })
+        .map(|(partition, _)| *partition)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_has_landed_once_the_group_committed_past_its_last_message() {
+        let marks = BTreeMap::from([(0, 9), (1, 4)]);
+        let at = |c0, c1| {
+            [
+                PartitionOffsets {
+                    partition: 0,
+                    committed: c0,
+                    high: 12,
+                },
+                PartitionOffsets {
+                    partition: 1,
+                    committed: c1,
+                    high: 5,
+                },
+            ]
+        };
+        assert_eq!(not_landed(&marks, &at(9, 5)), vec![0]);
+        assert_eq!(not_landed(&marks, &at(10, 4)), vec![1]);
+        assert!(not_landed(&marks, &at(12, 5)).is_empty());
+        assert_eq!(not_landed(&marks, &[]), vec![0, 1], "unknown partitions have not landed");
+        assert_eq!(at(9, 5)[0].lag(), 3);
+    }
+}
