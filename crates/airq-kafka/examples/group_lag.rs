@@ -13,7 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let offsets = airq_kafka::lag::group_offsets(brokers, group, topic, Duration::from_secs(10))?;
     if std::env::var_os("AIRQ_LAG_PER_PARTITION").is_some() {
         for p in &offsets {
-            eprintln!("{topic} {}: committed {}, high {}", p.partition, p.committed, p.high);
+            eprintln!(
+                "{topic} {}: committed {}, high {}",
+                p.partition, p.committed, p.high
+            );
         }
     }
     println!("{}", offsets.iter().map(|p| p.lag()).sum::<i64>());

@@ -116,7 +116,11 @@ mod tests {
         assert_eq!(not_landed(&marks, &at(9, 5)), vec![0]);
         assert_eq!(not_landed(&marks, &at(10, 4)), vec![1]);
         assert!(not_landed(&marks, &at(12, 5)).is_empty());
-        assert_eq!(not_landed(&marks, &[]), vec![0, 1], "unknown partitions have not landed");
+        assert_eq!(
+            not_landed(&marks, &[]),
+            vec![0, 1],
+            "unknown partitions have not landed"
+        );
         assert_eq!(at(9, 5)[0].lag(), 3);
     }
 }

@@ -59,7 +59,11 @@ pub struct OpenaqArgs {
     #[arg(long, default_value_t = crate::openaq::DEFAULT_LOCATION)]
     pub location: i64,
     /// The API's base URL.
-    #[arg(long, env = "AIRQ_OPENAQ_URL", default_value = "https://api.openaq.org")]
+    #[arg(
+        long,
+        env = "AIRQ_OPENAQ_URL",
+        default_value = "https://api.openaq.org"
+    )]
     pub base_url: String,
     /// Seconds between two polls.
     #[arg(long, default_value_t = 300)]

@@ -27,9 +27,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Synthetic(args) => startup::run_synthetic(settings, args, shutdown).await,
         Command::Replay(args) => startup::run_replay(settings, args, shutdown).await,
         Command::Openaq(args) => startup::run_openaq(settings, args, shutdown).await,
-        Command::OpenaqArchive(args) => {
-            startup::run_openaq_archive(settings, args, shutdown).await
-        }
+        Command::OpenaqArchive(args) => startup::run_openaq_archive(settings, args, shutdown).await,
         Command::Landed(args) => startup::wait_landed(settings, args, shutdown).await,
     }
 }

@@ -187,7 +187,9 @@ pub async fn run_openaq(
         ..api::ClientConfig::default()
     };
     if cfg.api_key.is_none() {
-        tracing::warn!("OPENAQ_API_KEY is not set: OpenAQ answers key-less requests at a low rate limit");
+        tracing::warn!(
+            "OPENAQ_API_KEY is not set: OpenAQ answers key-less requests at a low rate limit"
+        );
     }
     let client = api::Client::new(cfg).context("building the HTTP client")?;
     let state = Watermarks::path(&args.state_dir, args.location);
@@ -207,7 +209,10 @@ pub async fn run_openaq(
                 "OpenAQ poll done"
             ),
             Err(e) if args.once => return Err(e),
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "OpenAQ poll failed: next poll retries"),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "OpenAQ poll failed: next poll retries"
+            ),
         }
         if args.once {
             return Ok(());
@@ -221,7 +226,9 @@ pub async fn run_openaq(
 
 /// `landed` timed out: the group has not committed past these partitions' marks.
 #[derive(Debug, thiserror::Error)]
-#[error("group {group} has not yet committed past the marks of partitions {partitions:?} of {topic}")]
+#[error(
+    "group {group} has not yet committed past the marks of partitions {partitions:?} of {topic}"
+)]
 pub struct NotYetLanded {
     pub group: String,
     pub topic: String,
@@ -244,7 +251,11 @@ pub async fn wait_landed(
     let topic = s.topic.unwrap_or_else(|| settings.kafka.topics.raw.clone());
     let deadline = std::time::Instant::now() + StdDuration::from_secs(args.timeout_secs);
     loop {
-        let (brokers, group, t) = (settings.kafka.brokers.clone(), args.group.clone(), topic.clone());
+        let (brokers, group, t) = (
+            settings.kafka.brokers.clone(),
+            args.group.clone(),
+            topic.clone(),
+        );
         let offsets = tokio::task::spawn_blocking(move || {
             airq_kafka::lag::group_offsets(&brokers, &group, &t, StdDuration::from_secs(5))
         })

@@ -335,6 +335,10 @@ async fn a_beijing_replay_next_to_a_live_fleet_lands_every_reading() {
         speedup: 0.0,
         limit: Some(REPLAYED),
         quiet: true,
+        window: sensor_sim::cli::Window {
+            from: None,
+            to: None,
+        },
     };
     sensor_sim::startup::run_replay(settings, args, CancellationToken::new())
         .await

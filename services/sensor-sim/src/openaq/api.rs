@@ -197,7 +197,11 @@ impl Client {
                             source,
                         })?;
                         if let Some(w) = hint {
-                            tracing::info!(path, wait_secs = w.as_secs_f64(), "OpenAQ rate limit reached: pausing");
+                            tracing::info!(
+                                path,
+                                wait_secs = w.as_secs_f64(),
+                                "OpenAQ rate limit reached: pausing"
+                            );
                             tokio::time::sleep(w.min(self.cfg.max_wait)).await;
                         }
                         return serde_json::from_slice(&body).map_err(|source| {
@@ -217,7 +221,12 @@ impl Client {
                             body: body.chars().take(300).collect(),
                         });
                     }
-                    tracing::warn!(path, attempt, status = status.as_u16(), "OpenAQ answered an error: retrying");
+                    tracing::warn!(
+                        path,
+                        attempt,
+                        status = status.as_u16(),
+                        "OpenAQ answered an error: retrying"
+                    );
                     hint.unwrap_or(backoff)
                 }
             };
@@ -235,9 +244,7 @@ impl Client {
 
     /// `/v3/locations/{id}/latest`: each sensor's newest value.
     pub async fn latest(&self, id: i64) -> Result<Vec<Latest>, ApiError> {
-        let page: Page<Latest> = self
-            .get(&format!("/v3/locations/{id}/latest"), &[])
-            .await?;
+        let page: Page<Latest> = self.get(&format!("/v3/locations/{id}/latest"), &[]).await?;
         Ok(page.results)
     }
 

@@ -64,7 +64,11 @@ impl LiveSource {
                 .location(self.location_id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("OpenAQ has no location {}", self.location_id))?;
-            tracing::info!(location = loc.id, sensors = loc.sensors.len(), "OpenAQ location loaded");
+            tracing::info!(
+                location = loc.id,
+                sensors = loc.sensors.len(),
+                "OpenAQ location loaded"
+            );
             self.location = Some(loc);
         }
         let Some(loc) = self.location.clone() else {
@@ -92,7 +96,9 @@ impl LiveSource {
             if t - since > Duration::hours(1) {
                 for h in self.client.hours(s.id, since, t).await? {
                     let at = h.period.datetime_to.utc;
-                    let Some(v) = h.value.and_then(|v| to_ugm3(pollutant, v, &h.parameter.units))
+                    let Some(v) = h
+                        .value
+                        .and_then(|v| to_ugm3(pollutant, v, &h.parameter.units))
                     else {
                         continue;
                     };
@@ -115,7 +121,11 @@ impl LiveSource {
 
     /// One poll: observe, publish the merged readings, wait for the broker, then move and
     /// save the watermarks.
-    pub async fn cycle(&mut self, out: &mut Publisher, now: DateTime<Utc>) -> anyhow::Result<Cycle> {
+    pub async fn cycle(
+        &mut self,
+        out: &mut Publisher,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Cycle> {
         let observations = self.observe(now).await?;
         let Some(loc) = &self.location else {
             return Ok(Cycle::default());
@@ -143,7 +153,13 @@ impl LiveSource {
     }
 }
 
-fn obs(location_id: i64, sensor_id: i64, timestamp: DateTime<Utc>, pollutant: Pollutant, value: f64) -> Observation {
+fn obs(
+    location_id: i64,
+    sensor_id: i64,
+    timestamp: DateTime<Utc>,
+    pollutant: Pollutant,
+    value: f64,
+) -> Observation {
     Observation {
         location_id,
         sensor_id,

@@ -45,7 +45,10 @@ impl Pollutant {
 /// (converted at 25 C). `None` for a unit that cannot be converted.
 pub fn to_ugm3(p: Pollutant, value: f64, units: &str) -> Option<f64> {
     let units = units.trim().to_ascii_lowercase();
-    let ugm3 = matches!(units.as_str(), "µg/m³" | "ug/m3" | "μg/m³" | "µg/m3" | "ug/m³");
+    let ugm3 = matches!(
+        units.as_str(),
+        "µg/m³" | "ug/m3" | "μg/m³" | "µg/m3" | "ug/m³"
+    );
     match (p, units.as_str()) {
         (_, _) if ugm3 => Some(value),
         (Pollutant::No2, "ppb") => Some(value * NO2_UGM3_PER_PPB),
@@ -72,10 +75,7 @@ pub fn reading_sensor_id(location_id: i64) -> String {
 /// One reading per (location, timestamp), with the pollutants of all its sensors merged,
 /// in time order. If two sensors of a location report the same pollutant at the same time,
 /// the first one seen is kept.
-pub fn merge(
-    observations: &[Observation],
-    locations: &BTreeMap<i64, Location>,
-) -> Vec<Reading> {
+pub fn merge(observations: &[Observation], locations: &BTreeMap<i64, Location>) -> Vec<Reading> {
     let mut by_key: BTreeMap<(DateTime<Utc>, i64), Measurements> = BTreeMap::new();
     for o in observations {
         let m = by_key.entry((o.timestamp, o.location_id)).or_default();
@@ -135,10 +135,19 @@ mod tests {
             o(1, 13, Pollutant::Pm25, 11.0),
             o(3, 14, Pollutant::Pm25, 99.0),
         ];
-        let locs = BTreeMap::from([(7, Location { lat: 48.8, lon: 2.3 })]);
+        let locs = BTreeMap::from([(
+            7,
+            Location {
+                lat: 48.8,
+                lon: 2.3,
+            },
+        )]);
         let r = merge(&obs, &locs);
         assert_eq!(r.len(), 2);
-        assert_eq!((r[0].timestamp, r[0].measurements.pm2_5), (t(13), Some(11.0)));
+        assert_eq!(
+            (r[0].timestamp, r[0].measurements.pm2_5),
+            (t(13), Some(11.0))
+        );
         assert_eq!(r[1].sensor_id, "openaq_7");
         assert_eq!(r[1].measurements.pm2_5, Some(12.5), "first one seen kept");
         assert_eq!(r[1].measurements.no2, Some(40.0));

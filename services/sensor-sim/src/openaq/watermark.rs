@@ -34,12 +34,11 @@ impl Watermarks {
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(&serde_json::to_vec_pretty(&self.by_sensor)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))

@@ -182,7 +182,11 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
         .unwrap();
     assert_eq!((c.active, c.late.len()), (20, 20));
     assert!(!c.is_complete());
-    assert!(c.late.iter().all(|(_, last)| last.is_some_and(|t| t.date_naive() == day)));
+    assert!(
+        c.late
+            .iter()
+            .all(|(_, last)| last.is_some_and(|t| t.date_naive() == day))
+    );
 
     // Value faults carry their flag in PostgreSQL.
     let flags_at = |sensor: &str, ts: chrono::DateTime<chrono::Utc>| {
