@@ -35,17 +35,18 @@ test: stack
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	@$(ENV) && if command -v cargo-nextest >/dev/null; then cargo nextest run --workspace --no-fail-fast; else cargo test --workspace --no-fail-fast; fi
+	@# The DAGs (pytest, in Airflow's virtualenv) with the binaries the Rust tests built.
+	@$(ENV) && AIRQ_BIN_DIR=$(CURDIR)/target/debug "$$(dirname "$$AIRQ_AIRFLOW")/python" -m pytest -q -p no:cacheprovider airflow/tests
 
 train: stack build
 	@$(ENV) && target/release/trainer extract --from $(TRAIN_FROM) --to $(TRAIN_TO) \
 	  && target/release/trainer validate && target/release/trainer train && target/release/trainer evaluate
 
-# Airflow's UI and scheduler (http://127.0.0.1:8080; `airflow standalone` prints the admin password),
-# running the DAGs of airflow/dags with the native trainer binary. Its components are started
-# as `airflow ...` through PATH, hence the virtualenv's bin/ on it.
+# Airflow's UI and scheduler (http://127.0.0.1:8080, user admin, password in
+# .stack/airflow/simple_auth_manager_passwords.json.generated), running the DAGs of
+# airflow/dags with the native binaries of target/release (scripts/airflow.sh).
 airflow: stack build
-	@$(ENV) && PATH="$$(dirname "$$AIRQ_AIRFLOW"):$$PATH" AIRQ_TRAINER_BIN=$(CURDIR)/target/release/trainer \
-	  AIRFLOW__API__PORT=8080 $$AIRQ_AIRFLOW standalone
+	scripts/airflow.sh
 
 replay: build
 	@$(ENV) && target/release/sensor-sim replay --data-dir $(BEIJING_DIR) --speedup 0

@@ -98,6 +98,8 @@ airflow_env() {
   echo "export AIRFLOW_HOME=$STATE/airflow"
   echo "export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/airflow/dags"
   echo "export AIRFLOW__CORE__LOAD_EXAMPLES=false"
+  # The DAG files import their shared module (airq_common) from the DAG folder.
+  echo "export PYTHONPATH=$ROOT/airflow/dags"
   echo "export AIRQ_AIRFLOW=$AIRFLOW_VENV/bin/airflow"
 }
 

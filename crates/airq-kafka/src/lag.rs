@@ -1,9 +1,8 @@
 //! Where a consumer group stands on a topic: per partition its committed offset and the
 //! high watermark. Read without joining the group, so a caller can watch a service's
-//! progress (the watchdog, "has what I published landed?", benchmarks) without disturbing it.
+//! progress (the watchdog, benchmarks) without disturbing it.
 //! Blocking calls: run them off the async workers.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -77,50 +76,19 @@ pub fn group_offsets(
     partition_offsets(&consumer, topic, timeout)
 }
 
-/// The partitions where the group has not yet committed past `marks` (partition -> the
-/// offset of the last message that must have been processed). Empty once everything up to
-/// the marks has landed.
-pub fn not_landed(marks: &BTreeMap<i32, i64>, offsets: &[PartitionOffsets]) -> Vec<i32> {
-    marks
-        .iter()
-        .filter(|(partition, last)| {
-            !offsets
-                .iter()
-                .any(|o| o.partition == **partition && o.committed > **last)
-        })
-        .map(|(partition, _)| *partition)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_partition_has_landed_once_the_group_committed_past_its_last_message() {
-        let marks = BTreeMap::from([(0, 9), (1, 4)]);
-        let at = |c0, c1| {
-            [
-                PartitionOffsets {
-                    partition: 0,
-                    committed: c0,
-                    high: 12,
-                },
-                PartitionOffsets {
-                    partition: 1,
-                    committed: c1,
-                    high: 5,
-                },
-            ]
+    fn lag_is_what_the_group_has_not_committed() {
+        let p = PartitionOffsets {
+            partition: 0,
+            committed: 9,
+            high: 12,
         };
-        assert_eq!(not_landed(&marks, &at(9, 5)), vec![0]);
-        assert_eq!(not_landed(&marks, &at(10, 4)), vec![1]);
-        assert!(not_landed(&marks, &at(12, 5)).is_empty());
-        assert_eq!(
-            not_landed(&marks, &[]),
-            vec![0, 1],
-            "unknown partitions have not landed"
-        );
-        assert_eq!(at(9, 5)[0].lag(), 3);
+        assert_eq!(p.lag(), 3);
+        let ahead = PartitionOffsets { high: 5, ..p };
+        assert_eq!(ahead.lag(), 0);
     }
 }

@@ -63,6 +63,21 @@ SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::float8[], $4::float8[],
 ON CONFLICT (sensor_id, ts) DO NOTHING
 "#;
 
+/// Stored readings with a timestamp in `[from, to)`.
+pub async fn count_between(
+    pool: &PgPool,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM readings WHERE ts >= $1 AND ts < $2")
+            .bind(from)
+            .bind(to)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Inserts a batch of readings; a reading whose `(sensor_id, ts)` is already stored is
 /// left as it is (first write wins), so a redelivered batch changes nothing.
 /// Returns the number of rows actually inserted.

@@ -25,9 +25,6 @@ pub enum Command {
     Openaq(OpenaqArgs),
     /// Replay a folder of OpenAQ archive files (one CSV or CSV.gz per location and day).
     OpenaqArchive(ArchiveArgs),
-    /// Wait until a consumer group has committed past what a replay published (its last
-    /// output line), i.e. until the platform has stored it. Exit 75 on timeout.
-    Landed(LandedArgs),
 }
 
 /// A UTC day (YYYY-MM-DD, its midnight) or an RFC 3339 time.
@@ -89,19 +86,6 @@ pub struct ArchiveArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub window: Window,
-}
-
-#[derive(Debug, Args)]
-pub struct LandedArgs {
-    /// The JSON line a replay printed (`{"marks": {"0": 41, ...}}`).
-    #[arg(long)]
-    pub marks: String,
-    /// The consumer group that must have committed past the marks.
-    #[arg(long, default_value = "stream-cleaner")]
-    pub group: String,
-    /// Give up after this many seconds (exit 75).
-    #[arg(long, default_value_t = 600)]
-    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@
 //! - [`replay`]: loading the Beijing PRSA data set;
 //! - [`openaq`]: OpenAQ as a source, live (API v3, per-sensor watermarks) and from its archive;
 //! - [`publish`]: the producer side and pacing; [`truth`]: the ground-truth JSONL log;
-//! - [`startup`]: the modes wired together, and `landed` (has a replay been stored?); [`cli`], [`config`].
+//! - [`startup`]: the modes wired together; [`cli`], [`config`].
 
 pub mod cli;
 pub mod config;

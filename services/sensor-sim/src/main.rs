@@ -4,16 +4,14 @@ use sensor_sim::cli::{Cli, Command};
 use sensor_sim::config::Settings;
 use sensor_sim::startup;
 
-/// A failure is one `error:` line with its causes; exit 75 when waiting longer may help
-/// (`landed` timed out), 1 otherwise.
+/// A failure is one `error:` line with its causes, and exit code 1.
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let transient = e.chain().any(|c| c.is::<startup::NotYetLanded>());
-            std::process::ExitCode::from(if transient { 75 } else { 1 })
+            std::process::ExitCode::FAILURE
         }
     }
 }
@@ -28,6 +26,5 @@ async fn run() -> anyhow::Result<()> {
         Command::Replay(args) => startup::run_replay(settings, args, shutdown).await,
         Command::Openaq(args) => startup::run_openaq(settings, args, shutdown).await,
         Command::OpenaqArchive(args) => startup::run_openaq_archive(settings, args, shutdown).await,
-        Command::Landed(args) => startup::wait_landed(settings, args, shutdown).await,
     }
 }

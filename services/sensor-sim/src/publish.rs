@@ -16,8 +16,7 @@ pub struct Publisher {
     topic: String,
     in_flight: VecDeque<DeliveryFuture>,
     pub sent: u64,
-    /// Per partition, the offset of the last acknowledged message: what a consumer group
-    /// must have committed past for everything sent to have landed.
+    /// Per partition, the offset of the last acknowledged message.
     pub marks: BTreeMap<i32, i64>,
 }
 
@@ -88,8 +87,7 @@ impl Publisher {
 
 impl Publisher {
     /// What was published, as the one JSON line a replay prints last:
-    /// `{"topic", "messages", "marks": {"partition": last offset}}` (the `landed` command's
-    /// input).
+    /// `{"topic", "messages", "marks": {"partition": last offset}}`.
     pub fn summary(&self) -> serde_json::Value {
         serde_json::json!({
             "topic": self.topic,

@@ -8,7 +8,7 @@ use chrono::{Duration, SubsecRound, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ArchiveArgs, LandedArgs, OpenaqArgs, ReplayArgs, SyntheticArgs};
+use crate::cli::{ArchiveArgs, OpenaqArgs, ReplayArgs, SyntheticArgs};
 use crate::config::Settings;
 use crate::faults::FaultRates;
 use crate::publish::{Pacer, Publisher};
@@ -108,15 +108,24 @@ pub async fn run_replay(
     readings.retain(|r| {
         w.from.is_none_or(|f| r.timestamp >= f) && w.to.is_none_or(|t| r.timestamp < t)
     });
-    replay_readings(&settings, &readings, args.speedup, args.quiet, &shutdown).await
+    replay_readings(
+        &settings,
+        &readings,
+        &args.window,
+        args.speedup,
+        args.quiet,
+        &shutdown,
+    )
+    .await
 }
 
 /// Publishes `readings` in order (paced at `speedup` data seconds per second, 0 = as fast as
 /// possible), then prints what was published as one JSON line on stdout (the input of
-/// `landed`).
+/// `stream-cleaner landed`).
 async fn replay_readings(
     settings: &Settings,
     readings: &[airq_domain::Reading],
+    window: &crate::cli::Window,
     speedup: f64,
     quiet: bool,
     shutdown: &CancellationToken,
@@ -153,7 +162,20 @@ async fn replay_readings(
         rate = out.sent as f64 / secs.max(1e-9),
         "replay finished"
     );
-    println!("{}", out.summary());
+    // What `stream-cleaner landed` waits for: the readings that carry a measurement (one
+    // without any is dead-lettered) of the window.
+    let storable = readings
+        .iter()
+        .filter(|r| {
+            let m = r.measurements;
+            m.pm2_5.is_some() || m.pm10.is_some() || m.no2.is_some()
+        })
+        .count();
+    let mut summary = out.summary();
+    summary["storable"] = storable.into();
+    summary["from"] = window.from.map(|t| t.to_rfc3339()).into();
+    summary["to"] = window.to.map(|t| t.to_rfc3339()).into();
+    println!("{summary}");
     Ok(())
 }
 
@@ -165,7 +187,7 @@ pub async fn run_openaq_archive(
 ) -> anyhow::Result<()> {
     let readings = crate::openaq::archive::load(&args.dir, args.window.from, args.window.to)
         .with_context(|| format!("loading the OpenAQ archive in {}", args.dir.display()))?;
-    replay_readings(&settings, &readings, 0.0, true, &shutdown).await
+    replay_readings(&settings, &readings, &args.window, 0.0, true, &shutdown).await
 }
 
 /// Polls OpenAQ until stopped (or once). A failed cycle (the API unreachable after its
@@ -220,68 +242,6 @@ pub async fn run_openaq(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(StdDuration::from_secs(args.poll_secs)) => {}
-        }
-    }
-}
-
-/// `landed` timed out: the group has not committed past these partitions' marks.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "group {group} has not yet committed past the marks of partitions {partitions:?} of {topic}"
-)]
-pub struct NotYetLanded {
-    pub group: String,
-    pub topic: String,
-    pub partitions: Vec<i32>,
-}
-
-/// Waits until the consumer group has committed past every mark a replay printed.
-pub async fn wait_landed(
-    settings: Settings,
-    args: LandedArgs,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    #[derive(serde::Deserialize)]
-    struct Summary {
-        topic: Option<String>,
-        marks: std::collections::BTreeMap<i32, i64>,
-    }
-    let s: Summary = serde_json::from_str(args.marks.trim())
-        .context("--marks is not a replay's summary line ({\"marks\": {...}})")?;
-    let topic = s.topic.unwrap_or_else(|| settings.kafka.topics.raw.clone());
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(args.timeout_secs);
-    loop {
-        let (brokers, group, t) = (
-            settings.kafka.brokers.clone(),
-            args.group.clone(),
-            topic.clone(),
-        );
-        let offsets = tokio::task::spawn_blocking(move || {
-            airq_kafka::lag::group_offsets(&brokers, &group, &t, StdDuration::from_secs(5))
-        })
-        .await?;
-        let waiting = match offsets {
-            Ok(o) => airq_kafka::lag::not_landed(&s.marks, &o),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the group's offsets failed: retrying");
-                s.marks.keys().copied().collect()
-            }
-        };
-        if waiting.is_empty() {
-            tracing::info!(group = %args.group, %topic, "landed");
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(NotYetLanded {
-                group: args.group,
-                topic,
-                partitions: waiting,
-            }
-            .into());
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => anyhow::bail!("stopped while waiting"),
-            _ = tokio::time::sleep(StdDuration::from_millis(500)) => {}
         }
     }
 }

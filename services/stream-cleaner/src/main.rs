@@ -1,5 +1,5 @@
 use anyhow::Context;
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
 use stream_cleaner::config::Settings;
 use stream_cleaner::startup;
@@ -37,10 +37,47 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         lookback_days: i64,
     },
+    /// Wait until what a replay published (its summary line: `from`, `to`, `storable`) is
+    /// stored: at least `storable` readings in [from, to). Exit 75 on timeout.
+    Landed {
+        #[arg(long)]
+        summary: String,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
 }
 
+/// `landed` timed out: a retry (later) may find everything stored.
+#[derive(Debug)]
+struct NotYetStored(String);
+
+impl std::fmt::Display for NotYetStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotYetStored {}
+
+/// A failure is one `error:` line with its causes; exit 75 when a retry may help (a
+/// replay not stored yet, the database unreachable), 1 otherwise.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let transient = e.chain().any(|c| {
+                c.is::<NotYetStored>()
+                    || c.downcast_ref::<airq_store::StoreError>()
+                        .is_some_and(airq_store::StoreError::is_retryable)
+            });
+            std::process::ExitCode::from(if transient { 75 } else { 1 })
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     airq_runtime::init_tracing("info,rdkafka=warn,sqlx=warn");
     let cli = Cli::parse();
     let settings = Settings::load().context("loading configuration")?;
@@ -74,6 +111,38 @@ async fn main() -> anyhow::Result<()> {
                 .context("checking the day's completeness")?;
             println!("{}", stream_cleaner::report::completeness_json(date, &c));
             Ok(())
+        }
+        Command::Landed {
+            summary,
+            timeout_secs,
+        } => {
+            #[derive(serde::Deserialize)]
+            struct Summary {
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+                storable: i64,
+            }
+            let s: Summary = serde_json::from_str(summary.trim())
+                .context("--summary is not a replay's summary line with from, to and storable")?;
+            let pool = airq_store::connect(&settings.database.url, 1)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs);
+            loop {
+                let stored = airq_store::readings::count_between(&pool, s.from, s.to)
+                    .await
+                    .context("counting stored readings")?;
+                if stored >= s.storable {
+                    tracing::info!(stored, expected = s.storable, "landed");
+                    return Ok(());
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(NotYetStored(format!(
+                        "{stored} of {} readings of [{}, {}) stored after {timeout_secs} s",
+                        s.storable, s.from, s.to
+                    ))
+                    .into());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
         }
     }
 }
