@@ -7,7 +7,10 @@
 # Overridable: AIRQ_AIRFLOW_PORT (8080), AIRQ_BIN_DIR, AIRFLOW_HOME, AIRQ_BEIJING_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The stack's environment, under whatever the caller set already (a test's database, topics).
+caller=$(export -p | grep -E '^declare -x (AIRQ|AIRFLOW|PYTHONPATH)' || true)
 eval "$("$ROOT/scripts/stack.sh" env)"
+eval "$caller"
 home_override=${AIRQ_AIRFLOW_HOME:-}
 [ -n "$home_override" ] && export AIRFLOW_HOME=$home_override
 export AIRQ_BIN_DIR=${AIRQ_BIN_DIR:-$ROOT/target/release}
