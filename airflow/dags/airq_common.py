@@ -12,7 +12,9 @@ parsed by a shell. The exit code decides what Airflow does next:
 Natively the binaries come from ``AIRQ_BIN_DIR`` (default: ``PATH``) and inherit the worker's
 ``AIRQ__...`` environment, read when the task runs. With ``AIRQ_IMAGE`` set (docker compose)
 they run in that image, one container per task, through the Docker API (the socket the
-DockerOperator would use), with the same ``AIRQ__...`` variables passed in.
+DockerOperator would use), on the network ``AIRQ_DOCKER_NETWORK``, with the same ``AIRQ__...``
+variables passed in and the host folders of ``AIRQ_DOCKER_MOUNTS`` mounted
+(``/host/beijing:/data/beijing:ro``, comma-separated: what a backfill reads).
 """
 
 from __future__ import annotations
@@ -52,8 +54,21 @@ def _run_native(binary: str, args: list[str]) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def docker_mounts(spec: str) -> list[str]:
+    """``AIRQ_DOCKER_MOUNTS`` as the Docker SDK's volume list: ``host:container[:ro|rw]``
+    items separated by commas; a host path must be absolute (the daemon resolves it)."""
+    mounts = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0].startswith("/") or not parts[1].startswith("/") \
+                or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise ValueError(f"AIRQ_DOCKER_MOUNTS item {item!r} is not /host/path:/container/path[:ro|rw]")
+        mounts.append(item)
+    return mounts
+
+
 def _run_container(image: str, binary: str, args: list[str]) -> tuple[int, str, str]:
-    import docker  # the docker provider's dependency, in the compose Airflow image
+    import docker  # in the compose Airflow image (docker/airflow/Dockerfile)
 
     client = docker.from_env()
     container = client.containers.run(
@@ -61,6 +76,7 @@ def _run_container(image: str, binary: str, args: list[str]) -> tuple[int, str, 
         [binary, *args],
         environment=binary_env(),
         network=os.environ.get("AIRQ_DOCKER_NETWORK", "airq"),
+        volumes=docker_mounts(os.environ.get("AIRQ_DOCKER_MOUNTS", "")),
         detach=True,
     )
     try:

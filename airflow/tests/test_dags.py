@@ -4,7 +4,7 @@ helpers (the backfill's range, the load command, the late-sensor report) say the
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT
+from airq_platform import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,14 @@ def test_a_transient_exit_is_retried_and_any_other_is_final():
     with pytest.raises(AirflowException, match="transient") as e:
         _fail("trainer", ["extract"], 75, "error: database unavailable")
     assert not isinstance(e.value, AirflowFailException)
+
+
+def test_docker_mounts_are_checked_before_a_container_starts():
+    from airq_common import docker_mounts
+
+    assert docker_mounts("") == []
+    assert docker_mounts("/srv/beijing:/data/beijing:ro, /srv/oaq:/data/openaq") == [
+        "/srv/beijing:/data/beijing:ro", "/srv/oaq:/data/openaq"]
+    for bad in ("../shared/data:/data/beijing", "/srv/x:/data/x:rx", "/srv/x"):
+        with pytest.raises(ValueError, match="AIRQ_DOCKER_MOUNTS"):
+            docker_mounts(bad)

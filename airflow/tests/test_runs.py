@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import requests
-from conftest import FIXTURE, ROOT, airflow, mlflow_runs, params, tags
+from airq_platform import FIXTURE, ROOT, airflow, mlflow_runs, params, tags
 
 
 def log_of(out: subprocess.CompletedProcess) -> str:
@@ -41,7 +41,7 @@ def test_the_daily_dag_waits_for_the_day_batches_it_and_retrains_on_held_out_dat
     # 14 days of 3 sensors every 10 minutes through raw_data and the running cleaner.
     platform.binary("sensor-sim", "synthetic", "--sensors=3", "--start=2025-03-01T00:00:00Z",
                     "--interval-secs=600", "--ticks=2016", "--no-faults")
-    assert platform.wait_rows(3 * 2016) == 3 * 2016
+    assert platform.wait_rows(3 * 2016) == 3 * 2016, platform.cleaner_state()
     env = {**platform.env, "AIRQ_TRAIN_DAYS": "13"}
 
     out = airflow("dags", "test", "airq_daily", "2025-03-14", env=env)  # logical date 03-14: its interval is 03-13
@@ -151,7 +151,8 @@ class Standalone:
         return requests.request(method, f"{self.url}/api/v2{path}",
                                 headers={"Authorization": f"Bearer {self.token}"}, timeout=30, **kw)
 
-    def trigger_and_wait(self, dag: str, conf: dict, timeout: float = 600) -> dict:
+    def trigger_and_wait(self, dag: str, conf: dict, timeout: float = 600,
+                         diagnose=lambda: "") -> dict:
         r = self.api("POST", f"/dags/{dag}/dagRuns", json={"logical_date": None, "conf": conf})
         assert r.status_code in (200, 201), r.text
         run_id = r.json()["dag_run_id"]
@@ -161,7 +162,7 @@ class Standalone:
             if state["state"] in ("success", "failed"):
                 return state
             time.sleep(3)
-        raise AssertionError(f"{dag} run {run_id} did not finish\n{self.tail()}")
+        raise AssertionError(f"{dag} run {run_id} did not finish\n{self.tail()}\n{diagnose()}")
 
     def tail(self) -> str:
         self.log.flush()
@@ -190,7 +191,7 @@ def test_the_backfill_runs_through_the_scheduler_and_a_second_run_changes_nothin
         assert airflow_ui.api("PATCH", "/dags/airq_backfill", json={"is_paused": False}).status_code == 200
 
         conf = {"start": "2013-02-28", "end": "2013-03-03", "source": "beijing", "retrain": False}
-        run = airflow_ui.trigger_and_wait("airq_backfill", conf)
+        run = airflow_ui.trigger_and_wait("airq_backfill", conf, diagnose=platform.cleaner_state)
         assert run["state"] == "success", airflow_ui.tail()
         expected = fixture_readings(datetime(2013, 3, 3, tzinfo=timezone.utc))
         assert platform.sql("SELECT count(*) FROM readings") == str(expected)
@@ -199,7 +200,7 @@ def test_the_backfill_runs_through_the_scheduler_and_a_second_run_changes_nothin
         assert platform.sql("SELECT count(*) FROM daily_quality") == "9", "3 stations x 3 days"
         first = platform.tables()
 
-        again = airflow_ui.trigger_and_wait("airq_backfill", conf)
+        again = airflow_ui.trigger_and_wait("airq_backfill", conf, diagnose=platform.cleaner_state)
         assert again["state"] == "success", airflow_ui.tail()
         assert platform.tables() == first
     finally:
