@@ -67,6 +67,16 @@ install_postgres() {
   apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
 }
 
+# Debian's docker-compose validates docker-compose.yml without a Docker engine (tests/deploy);
+# it also ships the Compose Specification's JSON schema. Never the engine (no recommends).
+install_compose_checker() {
+  [ -x /usr/bin/docker-compose ] && return 0
+  log "installing docker-compose (Debian package, to validate docker-compose.yml)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+}
+
 install_tansu() {
   [ -x "$TANSU" ] && return 0
   log "building Tansu $TANSU_VERSION into $CACHE (about 15 minutes on 2 cores, once)"
@@ -221,6 +231,7 @@ start_mlflow() {
 
 cmd_up() {
   install_postgres
+  install_compose_checker
   install_tansu
   install_mlflow
   install_airflow

@@ -1,0 +1,72 @@
+//! An archived range back to `raw_data`, in reading-time order, each payload exactly as it
+//! was received (the cleaner then applies today's rules; its sinks are idempotent).
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::Collection;
+use mongodb::bson::{Document, doc};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::document::{payload_bytes, replay_filter, replay_key};
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct Range {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub sensor: Option<String>,
+    pub valid_only: bool,
+}
+
+/// Publishes the range's documents to `topic`; returns how many.
+pub async fn replay(
+    coll: &Collection<Document>,
+    producer: &FutureProducer,
+    topic: &str,
+    range: &Range,
+) -> anyhow::Result<u64> {
+    let filter = replay_filter(
+        range.from,
+        range.to,
+        range.sensor.as_deref(),
+        range.valid_only,
+    );
+    let mut cursor = coll
+        .find(filter)
+        .sort(doc! { "ts": 1, "_id": 1 })
+        .await
+        .context("querying the archive")?;
+    let (mut batch, mut sent) = (Vec::with_capacity(CHUNK), 0u64);
+    while let Some(d) = cursor.try_next().await.context("reading the archive")? {
+        if let Some(p) = payload_bytes(&d) {
+            batch.push((replay_key(&d), p));
+        }
+        if batch.len() == CHUNK {
+            sent += publish(producer, topic, &batch).await?;
+            batch.clear();
+        }
+    }
+    sent += publish(producer, topic, &batch).await?;
+    Ok(sent)
+}
+
+const CHUNK: usize = 5000;
+
+async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    batch: &[(Option<Vec<u8>>, Vec<u8>)],
+) -> anyhow::Result<u64> {
+    let records = batch.iter().map(|(k, p)| {
+        let r = FutureRecord::<[u8], [u8]>::to(topic).payload(p.as_slice());
+        match k {
+            Some(k) => r.key(k.as_slice()),
+            None => r,
+        }
+    });
+    airq_kafka::publish::send_all(producer, records)
+        .await
+        .context("publishing to raw_data")?;
+    Ok(batch.len() as u64)
+}

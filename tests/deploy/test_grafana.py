@@ -1,0 +1,101 @@
+"""Every Grafana query (panels, the sensor variable, the anomaly annotations), with Grafana's
+macros expanded as its PostgreSQL data source expands them, runs on the real migrated database
+after readings went through the real pipeline: sensor-sim -> raw_data -> stream-cleaner ->
+processed_data -> anomaly-detector, then the daily batch. Each query must return the columns
+its visualisation reads, and rows."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "grafana"))
+
+import generate  # noqa: E402
+from airq_platform import BIN  # noqa: E402
+
+START = datetime(2025, 3, 1, 12, tzinfo=timezone.utc)  # the first day is half covered
+TICKS = 2 * 144  # two days of 3 sensors every 10 minutes
+
+
+def interval_secs(text: str) -> int:
+    n, unit = re.fullmatch(r"(\d+)([smhd])", text.strip()).groups()
+    return int(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def expand(sql: str, start: datetime, end: datetime, variables: dict[str, str], interval: str = "1h") -> str:
+    """Grafana's PostgreSQL macros and template variables, as Grafana expands them."""
+    lit = lambda t: "'" + t.strftime("%Y-%m-%dT%H:%M:%SZ") + "'"  # noqa: E731
+    sql = sql.replace("$__interval", interval)
+    sql = re.sub(r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m.group(1)} BETWEEN {lit(start)} AND {lit(end)}", sql)
+    sql = re.sub(r"\$__timeGroupAlias\(([^,]+),\s*([^)]+)\)",
+                 lambda m: f"floor(extract(epoch from {m.group(1)})/{interval_secs(m.group(2))})"
+                           f"*{interval_secs(m.group(2))} AS \"time\"", sql)
+    sql = sql.replace("$__timeFrom()", lit(start)).replace("$__timeTo()", lit(end))
+    for name, value in variables.items():
+        sql = sql.replace("${" + name + "}", value).replace("$" + name, value)
+    assert "$" not in sql, f"an unexpanded macro or variable is left: {sql}"
+    return sql
+
+
+def columns_and_rows(url: str, sql: str) -> tuple[list[str], int]:
+    """The result's column names (psql's \\gdesc) and its row count."""
+    desc = subprocess.run(["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-F", "\t"],
+                          input=sql + "\n\\gdesc\n", capture_output=True, text=True)
+    assert desc.returncode == 0, f"{desc.stderr}\n{sql}"
+    names = [line.split("\t")[0] for line in desc.stdout.splitlines() if line]
+    rows = subprocess.run(["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c",
+                           f"SELECT count(*) FROM ({sql}) q"], capture_output=True, text=True)
+    assert rows.returncode == 0, f"{rows.stderr}\n{sql}"
+    return names, int(rows.stdout.strip())
+
+
+def queries(dashboard: dict):
+    """(what, sql, columns it must return) of every query of a generated dashboard."""
+    for p in dashboard["panels"]:
+        yield f"{dashboard['uid']}: {p['title']}", p["targets"][0]["rawSql"], p["airqColumns"]
+    for v in dashboard["templating"]["list"]:
+        yield f"{dashboard['uid']}: variable {v['name']}", v["query"], []
+    for a in dashboard["annotations"]["list"]:
+        if "target" in a:
+            yield f"{dashboard['uid']}: annotation {a['name']}", a["target"]["rawSql"], a["airqColumns"]
+
+
+def test_every_dashboard_query_runs_on_the_pipeline_s_data(platform):
+    detector_env = {**os.environ, **platform.env, "AIRQ__DETECTOR__GROUP_ID": f"detector_{platform.id}"}
+    detector = subprocess.Popen([str(BIN / "anomaly-detector"), "run"], env=detector_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Faults often enough that two days raise anomalies of several kinds.
+        faults = {"AIRQ__FAULTS__SPIKE": "0.03", "AIRQ__FAULTS__STUCK": "0.01", "AIRQ__FAULTS__DROPOUT": "0.005"}
+        platform.env.update(faults)
+        platform.binary("sensor-sim", "synthetic", "--sensors=3", f"--start={START.isoformat()}",
+                        "--interval-secs=600", f"--ticks={TICKS}", "--seed=7")
+        assert platform.wait_rows(3 * TICKS * 9 // 10) > 0, platform.cleaner_state()
+        deadline = time.time() + 120
+        while time.time() < deadline and int(platform.sql("SELECT count(*) FROM anomalies")) < 3:
+            time.sleep(1)
+        assert int(platform.sql("SELECT count(*) FROM anomalies")) >= 3, "the detector stored anomalies"
+    finally:
+        detector.send_signal(signal.SIGTERM)
+        detector.wait(timeout=30)
+    for day in ("2025-03-01", "2025-03-02", "2025-03-03"):
+        platform.binary("stream-cleaner", "daily", f"--date={day}")
+
+    sensor = platform.sql("SELECT min(sensor_id) FROM readings")
+    start, end = START - timedelta(days=1), datetime.now(timezone.utc) + timedelta(hours=1)
+    checked = []
+    for dashboard in (generate.dashboard_json(d) for d in generate.DASHBOARDS):
+        for what, sql, wanted in queries(dashboard):
+            names, rows = columns_and_rows(platform.url, expand(sql, start, end, {"sensor": sensor}))
+            assert set(wanted) <= set(names), f"{what}: returns {names}, its panel reads {wanted}"
+            assert rows > 0, f"{what}: no rows on the pipeline's data"
+            checked.append(what)
+    assert len(checked) >= 18, checked
