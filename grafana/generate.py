@@ -1,7 +1,7 @@
 """The Grafana dashboards of airq, written once, here: `python grafana/generate.py` writes
 grafana/dashboards/*.json (provisioned by grafana/provisioning/). A test regenerates them and
 fails when a committed file differs, and runs every panel's SQL against the real migrated
-database with data from the real pipeline (airflow/tests/test_grafana.py).
+database with data from the real pipeline (tests/deploy/test_grafana.py).
 
 Each panel names the columns its visualisation reads (`columns`), which that test checks.
 Standard library only: no dashboard library in the project's pinned environments fits better
@@ -269,7 +269,53 @@ DAILY = Dashboard(
     ],
 )
 
-DASHBOARDS = [OVERVIEW, SENSOR, ANOMALIES, DAILY]
+MODEL = Dashboard(
+    uid="airq-model",
+    title="airq / Model",
+    description="The model predict-api serves, and how its forecasts compared with what happened (forecasts recorded by predict-api; actual: the hour's mean cleaned PM2.5).",
+    time_from="now-7d",
+    variables=[{
+        "name": "sensor",
+        "label": "Sensor",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": "SELECT sensor_id FROM forecasts WHERE $__timeFilter(forecast_for) GROUP BY sensor_id ORDER BY sensor_id",
+        "definition": "sensors with forecasts in the time range",
+        "refresh": 2, "sort": 1, "includeAll": False, "multi": False,
+    }],
+    panels=[
+        Panel(
+            "Model served", "table",
+            "SELECT model_name, model_version, model_kind, max(made_at) AS last_served, count(*) AS forecasts\n"
+            "FROM forecasts\nWHERE $__timeFilter(made_at)\nGROUP BY model_name, model_version, model_kind\n"
+            "ORDER BY last_served DESC",
+            ["model_name", "model_version", "model_kind", "last_served"], w=24, h=5,
+            description="The newest row is the production model predict-api serves now (it swaps models when the registry's alias moves).",
+        ),
+        Panel(
+            "Forecast vs actual (PM2.5, ug/m3)", "timeseries",
+            "SELECT forecast_for AS time, forecast, actual\nFROM forecast_errors\n"
+            "WHERE sensor_id = '$sensor' AND $__timeFilter(forecast_for)\nORDER BY 1",
+            ["time", "forecast", "actual"], fmt="time_series", w=24, unit="conmgm3",
+        ),
+        Panel(
+            "Error over time", "timeseries",
+            "SELECT $__timeGroupAlias(forecast_for, $__interval), avg(abs(error)) AS mae, sqrt(avg(error * error)) AS rmse\n"
+            "FROM forecast_errors\nWHERE actual IS NOT NULL AND $__timeFilter(forecast_for)\nGROUP BY 1\nORDER BY 1",
+            ["time", "mae", "rmse"], fmt="time_series", unit="conmgm3",
+            description="All sensors, forecasts whose hour has readings.",
+        ),
+        Panel(
+            "Error per model version", "table",
+            "SELECT model_version, model_kind, count(actual) AS scored, round(avg(abs(error))::numeric, 2) AS mae,\n"
+            "       round(sqrt(avg(error * error))::numeric, 2) AS rmse\n"
+            "FROM forecast_errors\nWHERE $__timeFilter(forecast_for)\nGROUP BY model_version, model_kind\nORDER BY model_version",
+            ["model_version", "scored", "mae", "rmse"],
+        ),
+    ],
+)
+
+DASHBOARDS = [OVERVIEW, SENSOR, ANOMALIES, DAILY, MODEL]
 
 
 def target(sql: str, fmt: str) -> dict:

@@ -9,6 +9,7 @@
 
 pub mod anomalies;
 pub mod daily;
+pub mod forecasts;
 pub mod hourly;
 pub mod readings;
 

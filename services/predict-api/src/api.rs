@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use crate::config::Server;
 use crate::forecast::{Forecast, InputReading, forecast, hourly};
 use crate::metrics::Metrics;
+use crate::record::Recorder;
 use crate::registry::{Current, Loaded};
 
 pub struct AppState {
@@ -33,6 +34,8 @@ pub struct AppState {
     pub limits: Server,
     /// Permits for prediction requests in flight (`max_concurrent_requests`).
     pub permits: Arc<Semaphore>,
+    /// Where served forecasts are recorded (`[forecasts] record`).
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 impl AppState {
@@ -44,6 +47,18 @@ impl AppState {
             metrics: Metrics::default(),
             limits,
             permits,
+            recorder: None,
+        }
+    }
+
+    pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    fn record(&self, p: &Prediction) {
+        if let Some(r) = &self.recorder {
+            r.record(p);
         }
     }
 }
@@ -303,7 +318,9 @@ async fn predict(
     validate(&r, &state.limits, &[])?;
     let m = model(&state)?;
     let stored = stored_series(&state, &m, &[&r]).await?;
-    Ok(Json(one(&m, &r, &stored)?))
+    let p = one(&m, &r, &stored)?;
+    state.record(&p);
+    Ok(Json(p))
 }
 
 async fn predict_batch(
@@ -331,7 +348,10 @@ async fn predict_batch(
     let mut results = Vec::with_capacity(b.requests.len());
     for r in &b.requests {
         results.push(match one(&m, r, &stored) {
-            Ok(p) => json!({ "sensor_id": r.sensor_id, "status": 200, "prediction": p }),
+            Ok(p) => {
+                state.record(&p);
+                json!({ "sensor_id": r.sensor_id, "status": 200, "prediction": p })
+            }
             Err(e) => {
                 json!({ "sensor_id": r.sensor_id, "status": e.status.as_u16(), "detail": e.detail })
             }
@@ -354,11 +374,19 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let version = state.current.get().map(|m| m.version.clone());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(version.as_deref()),
-    )
-        .into_response()
+    let mut text = state.metrics.render(version.as_deref());
+    if let Some(r) = &state.recorder {
+        use std::sync::atomic::Ordering::Relaxed;
+        text.push_str(&format!(
+            "# HELP airq_forecast_records_total Served forecasts recorded in PostgreSQL, and dropped (queue full).\n\
+             # TYPE airq_forecast_records_total counter\n\
+             airq_forecast_records_total{{outcome=\"written\"}} {}\n\
+             airq_forecast_records_total{{outcome=\"dropped\"}} {}\n",
+            r.written.load(Relaxed),
+            r.dropped.load(Relaxed)
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Load shedding for the prediction routes: past `max_concurrent_requests` in flight, a

@@ -9,6 +9,16 @@ pub struct Settings {
     pub server: Server,
     pub database: airq_store::DatabaseSettings,
     pub mlflow: Mlflow,
+    pub forecasts: Forecasts,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forecasts {
+    /// Record served forecasts in the `forecasts` table.
+    pub record: bool,
+    /// Records waiting for the writer; past it they are dropped.
+    pub queue: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

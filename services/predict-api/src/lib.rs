@@ -4,13 +4,15 @@
 //! - [`forecast`]: pure: readings to hourly series (as the trainer extracts them) to a forecast;
 //! - [`registry`]: the loaded model, swapped atomically when the alias moves;
 //! - [`api`]: routes, validation (422 with field and reason), errors, metrics;
-//! - [`openapi`]: `/openapi.json` and the `/docs` page.
+//! - [`openapi`]: `/openapi.json` and the `/docs` page;
+//! - [`record`]: served forecasts into the `forecasts` table, off the request path.
 
 pub mod api;
 pub mod config;
 pub mod forecast;
 pub mod metrics;
 pub mod openapi;
+pub mod record;
 pub mod registry;
 
 use std::sync::Arc;
@@ -49,7 +51,14 @@ pub async fn serve(
         Duration::from_secs(settings.mlflow.poll_secs.max(1)),
         shutdown.clone(),
     ));
-    let state = Arc::new(api::AppState::new(pool, current, settings.server.clone()));
+    let mut state = api::AppState::new(pool.clone(), current, settings.server.clone());
+    let mut writer = None;
+    if settings.forecasts.record {
+        let (recorder, task) = record::Recorder::spawn(pool, settings.forecasts.queue);
+        state = state.with_recorder(recorder);
+        writer = Some(task);
+    }
+    let state = Arc::new(state);
     tracing::info!(addr = %listener.local_addr()?, "predict-api listening");
     let server = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -65,5 +74,9 @@ pub async fn serve(
     }
     shutdown.cancel();
     let _ = poller.await;
+    // The router (and with it the recorder) is gone: the writer ends after the queued records.
+    if let Some(w) = writer {
+        let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+    }
     Ok(())
 }

@@ -181,6 +181,42 @@ async fn serves_forecasts_refuses_bad_input_and_swaps_models_live() {
     .await;
     assert_eq!((status, p["pm2_5"].clone()), (200, json!(49.0)), "{p}");
 
+    // Each served forecast is recorded (asynchronously) once per model version and hour.
+    let (status, _) = post(&http, u("/predict"), &json!({ "sensor_id": "S1" })).await;
+    assert_eq!(status, 200);
+    let recorded = || async {
+        sqlx::query_as::<_, (String, DateTime<Utc>, f64, String, String)>(
+            "SELECT sensor_id, forecast_for, pm2_5, model_version, model_kind FROM forecasts ORDER BY sensor_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let started = Instant::now();
+    while recorded().await.len() < 2 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hour = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    assert_eq!(
+        recorded().await,
+        vec![
+            (
+                "S1".into(),
+                hour("2025-05-03T00:00:00Z"),
+                33.0,
+                v1.clone(),
+                "persistence".into()
+            ),
+            (
+                "X".into(),
+                hour("2025-06-02T06:00:00Z"),
+                49.0,
+                v1.clone(),
+                "persistence".into()
+            ),
+        ]
+    );
+
     // Errors.
     let (status, e) = post(&http, u("/predict"), &json!({ "sensor_id": "NOPE" })).await;
     assert_eq!(status, 404, "{e}");
