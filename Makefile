@@ -60,6 +60,7 @@ bench: stack build
 	bench/latency.sh 5000 60
 	bench/train_beijing.sh
 	bench/predict_load.sh
+	bench/grafana.sh
 
 stop:
 	-@scripts/services.sh stop

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -22,32 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "grafana"))
 
 import generate  # noqa: E402
+from macros import dashboard_queries, expand  # noqa: E402
 import requests  # noqa: E402
 from airq_platform import BIN  # noqa: E402
 
 START = datetime(2025, 3, 1, 12, tzinfo=timezone.utc)  # the first and last days are half covered
 DAYS = 4
 TICKS = DAYS * 144  # 3 sensors every 10 minutes
-
-
-def interval_secs(text: str) -> int:
-    n, unit = re.fullmatch(r"(\d+)([smhd])", text.strip()).groups()
-    return int(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-
-
-def expand(sql: str, start: datetime, end: datetime, variables: dict[str, str], interval: str = "1h") -> str:
-    """Grafana's PostgreSQL macros and template variables, as Grafana expands them."""
-    lit = lambda t: "'" + t.strftime("%Y-%m-%dT%H:%M:%SZ") + "'"  # noqa: E731
-    sql = sql.replace("$__interval", interval)
-    sql = re.sub(r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m.group(1)} BETWEEN {lit(start)} AND {lit(end)}", sql)
-    sql = re.sub(r"\$__timeGroupAlias\(([^,]+),\s*([^)]+)\)",
-                 lambda m: f"floor(extract(epoch from {m.group(1)})/{interval_secs(m.group(2))})"
-                           f"*{interval_secs(m.group(2))} AS \"time\"", sql)
-    sql = sql.replace("$__timeFrom()", lit(start)).replace("$__timeTo()", lit(end))
-    for name, value in variables.items():
-        sql = sql.replace("${" + name + "}", value).replace("$" + name, value)
-    assert "$" not in sql, f"an unexpanded macro or variable is left: {sql}"
-    return sql
 
 
 def columns_and_rows(url: str, sql: str) -> tuple[list[str], int]:
@@ -119,17 +99,6 @@ def serve_forecasts(platform) -> None:
         api.wait(timeout=30)
 
 
-def queries(dashboard: dict):
-    """(what, sql, columns it must return) of every query of a generated dashboard."""
-    for p in dashboard["panels"]:
-        yield f"{dashboard['uid']}: {p['title']}", p["targets"][0]["rawSql"], p["airqColumns"]
-    for v in dashboard["templating"]["list"]:
-        yield f"{dashboard['uid']}: variable {v['name']}", v["query"], []
-    for a in dashboard["annotations"]["list"]:
-        if "target" in a:
-            yield f"{dashboard['uid']}: annotation {a['name']}", a["target"]["rawSql"], a["airqColumns"]
-
-
 def test_every_dashboard_query_runs_on_the_pipeline_s_data(platform):
     detector_env = {**os.environ, **platform.env, "AIRQ__DETECTOR__GROUP_ID": f"detector_{platform.id}"}
     detector = subprocess.Popen([str(BIN / "anomaly-detector"), "run"], env=detector_env,
@@ -156,7 +125,7 @@ def test_every_dashboard_query_runs_on_the_pipeline_s_data(platform):
     start, end = START - timedelta(days=1), datetime.now(timezone.utc) + timedelta(hours=1)
     checked = []
     for dashboard in (generate.dashboard_json(d) for d in generate.DASHBOARDS):
-        for what, sql, wanted in queries(dashboard):
+        for what, sql, wanted in dashboard_queries(dashboard):
             names, rows = columns_and_rows(platform.url, expand(sql, start, end, {"sensor": sensor}))
             assert set(wanted) <= set(names), f"{what}: returns {names}, its panel reads {wanted}"
             assert rows > 0, f"{what}: no rows on the pipeline's data"
