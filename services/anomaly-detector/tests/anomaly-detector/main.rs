@@ -95,13 +95,22 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
     ));
     let mut first = start_detector(&env);
 
-    // The stream arrives at about 2,000 readings/s while the detector runs.
+    // The stream arrives at about 2,000 readings/s while the detector runs; its last third only
+    // after the kill, so the kill falls mid-stream however fast the consumers are.
+    let (killed, after_kill) = tokio::sync::oneshot::channel::<()>();
     let producer = {
         let (topic, msgs) = (topics.raw.clone(), msgs.clone());
         tokio::spawn(async move {
             let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
             let mut out = sensor_sim::publish::Publisher::new(producer, topic);
-            for chunk in msgs.chunks(200) {
+            let gate = msgs.len() * 2 / 3;
+            let mut after_kill = Some(after_kill);
+            for (i, chunk) in msgs.chunks(200).enumerate() {
+                if i * 200 >= gate
+                    && let Some(rx) = after_kill.take()
+                {
+                    let _ = rx.await;
+                }
                 for m in chunk {
                     out.send(&m.key, &m.payload).await.expect("send");
                 }
@@ -123,6 +132,7 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
         "the detector stored anomalies before the kill ({before_kill})"
     );
     assert!(!producer.is_finished(), "killed mid-stream");
+    let _ = killed.send(());
     // Restarted at once: the watchdog heals the member Tansu leaves without partitions
     // while the dead one is still in the group (docs/tansu.md).
     let mut second = start_detector(&env);
