@@ -1,7 +1,7 @@
 //! Wiring: database, topics, clients, and the detector's processor and sink on the
 //! consumer runtime (`airq_kafka::runtime`).
 
-use airq_kafka::runtime::{ConsumerFactory, Runtime};
+use airq_kafka::runtime::{Runtime, consumer_factory};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
@@ -29,14 +29,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("creating topics")?;
-    let factory: ConsumerFactory = {
-        let (brokers, group, topic) = (
-            k.brokers.clone(),
-            settings.detector.group_id.clone(),
-            k.topics.processed.clone(),
-        );
-        Box::new(move || airq_kafka::client::consumer(&brokers, &group, &[&topic]))
-    };
+    let factory = consumer_factory(&k.brokers, &settings.detector.group_id, &k.topics.processed);
     let producer = airq_kafka::client::producer(&k.brokers, settings.detector.producer_linger_ms)?;
     let fleet = Fleet::new(settings.detect.clone(), settings.qc.clone());
     let processor = DetectorProcessor::new(fleet, pool.clone(), settings.warm.clone());

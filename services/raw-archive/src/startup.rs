@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use airq_kafka::runtime::{ConsumerFactory, Runtime};
+use airq_kafka::runtime::{Runtime, consumer_factory};
 use anyhow::Context;
 use mongodb::bson::Document;
 use mongodb::options::ClientOptions;
@@ -41,14 +41,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("creating topics")?;
-    let factory: ConsumerFactory = {
-        let (brokers, group, topic) = (
-            k.brokers.clone(),
-            settings.archiver.group_id.clone(),
-            k.topics.raw.clone(),
-        );
-        Box::new(move || airq_kafka::client::consumer(&brokers, &group, &[&topic]))
-    };
+    let factory = consumer_factory(&k.brokers, &settings.archiver.group_id, &k.topics.raw);
     let producer = airq_kafka::client::producer(&k.brokers, settings.archiver.producer_linger_ms)?;
     let counters = Arc::new(Counters::default());
     let sink = ArchiveSink {

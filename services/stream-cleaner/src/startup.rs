@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use airq_domain::sensor::Cleaner;
-use airq_kafka::runtime::{ConsumerFactory, Runtime};
+use airq_kafka::runtime::{Runtime, consumer_factory};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +26,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("creating topics")?;
-    let factory: ConsumerFactory = {
-        let (brokers, group, topic) = (
-            k.brokers.clone(),
-            settings.cleaner.group_id.clone(),
-            k.topics.raw.clone(),
-        );
-        Box::new(move || airq_kafka::client::consumer(&brokers, &group, &[&topic]))
-    };
+    let factory = consumer_factory(&k.brokers, &settings.cleaner.group_id, &k.topics.raw);
     let producer = airq_kafka::client::producer(&k.brokers, settings.cleaner.producer_linger_ms)?;
     let counters = Arc::new(Counters::default());
     let processor = CleanerProcessor::new(

@@ -221,6 +221,12 @@ impl Context {
 /// Builds the consumer, again when it must be recreated.
 pub type ConsumerFactory = Box<dyn Fn() -> Result<StreamConsumer, crate::KafkaError> + Send>;
 
+/// The factory of a consumer of `topic` in `group` (what every airq consumer subscribes to).
+pub fn consumer_factory(brokers: &str, group: &str, topic: &str) -> ConsumerFactory {
+    let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+    Box::new(move || crate::client::consumer(&brokers, &group, &[&topic]))
+}
+
 /// Everything the write tasks share.
 struct Shared<S> {
     sink: S,
