@@ -34,6 +34,39 @@ fn detector_env(env: &[(String, String)], group: &str) -> Vec<(String, String)> 
     env
 }
 
+/// Publishes `msgs` to `topic` at about 2,000 a second, holding its last third back until the
+/// returned sender fires (or is dropped): a kill made before that falls mid-stream however
+/// fast (or slowly, on a busy broker) the consumers go.
+fn paced_stream(
+    topic: &str,
+    msgs: &[sensor_sim::sim::Outgoing],
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (killed, after_kill) = tokio::sync::oneshot::channel::<()>();
+    let (topic, msgs) = (topic.to_owned(), msgs.to_vec());
+    let task = tokio::spawn(async move {
+        let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
+        let mut out = sensor_sim::publish::Publisher::new(producer, topic);
+        let gate = msgs.len() * 2 / 3;
+        let mut after_kill = Some(after_kill);
+        for (i, chunk) in msgs.chunks(200).enumerate() {
+            if i * 200 >= gate
+                && let Some(rx) = after_kill.take()
+            {
+                let _ = rx.await;
+            }
+            for m in chunk {
+                out.send(&m.key, &m.payload).await.expect("send");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        out.flush().await.expect("flush");
+    });
+    (killed, task)
+}
+
 fn start_detector(env: &[(String, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_anomaly-detector"))
         .arg("run")
@@ -95,30 +128,8 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
     ));
     let mut first = start_detector(&env);
 
-    // The stream arrives at about 2,000 readings/s while the detector runs; its last third only
-    // after the kill, so the kill falls mid-stream however fast the consumers are.
-    let (killed, after_kill) = tokio::sync::oneshot::channel::<()>();
-    let producer = {
-        let (topic, msgs) = (topics.raw.clone(), msgs.clone());
-        tokio::spawn(async move {
-            let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
-            let mut out = sensor_sim::publish::Publisher::new(producer, topic);
-            let gate = msgs.len() * 2 / 3;
-            let mut after_kill = Some(after_kill);
-            for (i, chunk) in msgs.chunks(200).enumerate() {
-                if i * 200 >= gate
-                    && let Some(rx) = after_kill.take()
-                {
-                    let _ = rx.await;
-                }
-                for m in chunk {
-                    out.send(&m.key, &m.payload).await.expect("send");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            out.flush().await.expect("flush");
-        })
-    };
+    // The stream arrives at about 2,000 readings/s while the detector runs.
+    let (killed, producer) = paced_stream(&topics.raw, &msgs);
     let pool = PgPool::connect(&db).await.unwrap();
     let started = Instant::now();
     while stored_anomalies(&pool).await.len() < 10 && started.elapsed() < LONG {

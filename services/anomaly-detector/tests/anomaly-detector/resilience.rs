@@ -212,30 +212,8 @@ async fn two_of_each_with_one_of_each_killed_mid_stream_the_survivors_finish_the
     let mut cleaners = [start_cleaner(), start_cleaner()];
     let mut detectors = [start_detector(&denv), start_detector(&denv)];
 
-    // The stream arrives at about 2,000 readings/s; its last third only after the kill, so the
-    // kill falls mid-stream however fast the consumers are (a busy broker slows them down).
-    let (killed, after_kill) = tokio::sync::oneshot::channel::<()>();
-    let producer = {
-        let (topic, msgs) = (topics.raw.clone(), msgs.clone());
-        tokio::spawn(async move {
-            let producer = airq_kafka::client::producer(&brokers(), 5).expect("producer");
-            let mut out = sensor_sim::publish::Publisher::new(producer, topic);
-            let gate = msgs.len() * 2 / 3;
-            let mut after_kill = Some(after_kill);
-            for (i, chunk) in msgs.chunks(200).enumerate() {
-                if i * 200 >= gate
-                    && let Some(rx) = after_kill.take()
-                {
-                    let _ = rx.await;
-                }
-                for m in chunk {
-                    out.send(&m.key, &m.payload).await.expect("send");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            out.flush().await.expect("flush");
-        })
-    };
+    // Its last third only after the kill (a busy broker slows the consumers down).
+    let (killed, producer) = paced_stream(&topics.raw, &msgs);
     let pool = PgPool::connect(&db).await.unwrap();
     airq_store::migrate(&pool).await.unwrap();
     let started = Instant::now();
