@@ -14,6 +14,14 @@
 //! and did not move while this consumer's own partitions are fine (no lag, moving, or this
 //! consumer stored offsets of batches it wrote in the period: Tansu may refuse a survivor's
 //! commits after it dropped a dead member); or when every fetch failed for `heal_after`.
+//!
+//! A recreation must settle before it is judged: the new member joins (Tansu answers a first
+//! JoinGroup after ~3 s), and a member that left without a LeaveGroup stays in the group
+//! until its session times out (10 s). Judged sooner, the new member looks stuck too and is
+//! recreated in turn, and the group never settles (seen in CI with a 6 s period: a dozen
+//! recreations in two minutes, each a rebalance). So the first period after a recreation
+//! lasts at least [`SETTLE`], and each further recreation without progress in between
+//! doubles it (up to 4 times).
 
 use std::time::{Duration, Instant};
 
@@ -42,9 +50,18 @@ pub enum Verdict {
     Recreate(&'static str),
 }
 
+/// The shortest period after a recreation: the consumers' session timeout (10 s, see
+/// `client::consumer`) plus a first join.
+pub const SETTLE: Duration = Duration::from_secs(15);
+
+/// At most this many doublings of the period for recreations in a row.
+const MAX_DOUBLINGS: u32 = 3;
+
 #[derive(Debug)]
 pub struct Watchdog {
     heal_after: Duration,
+    /// Recreations since the group was last seen making progress.
+    streak: u32,
     /// Since when the current period runs, and the group's progress at its start.
     period: Option<(Instant, Option<Progress>)>,
     /// Since when every fetch failed.
@@ -57,6 +74,7 @@ impl Watchdog {
     pub fn new(heal_after: Duration) -> Self {
         Self {
             heal_after,
+            streak: 0,
             period: None,
             failing_since: None,
             done: Done::default(),
@@ -78,10 +96,21 @@ impl Watchdog {
         self.failing_since.get_or_insert(now);
     }
 
+    /// The consumer was recreated: start over, and give the new member time to settle.
     pub fn reset(&mut self) {
+        self.streak = (self.streak + 1).min(MAX_DOUBLINGS);
         self.period = None;
         self.failing_since = None;
         self.done = Done::default();
+    }
+
+    /// How long the current period lasts: `heal_after`, or after recreations in a row at
+    /// least [`SETTLE`] and doubled for each.
+    pub fn period_len(&self) -> Duration {
+        match self.streak {
+            0 => self.heal_after,
+            n => self.heal_after.max(SETTLE) * 2u32.pow(n - 1),
+        }
     }
 
     /// Called about once a second. `probe` reads the group's progress (broker round trips):
@@ -92,9 +121,10 @@ impl Watchdog {
         assigned: bool,
         probe: impl FnOnce() -> Option<Progress>,
     ) -> Verdict {
+        let len = self.period_len();
         if self
             .failing_since
-            .is_some_and(|t| now.duration_since(t) >= self.heal_after)
+            .is_some_and(|t| now.duration_since(t) >= len)
         {
             return Verdict::Recreate("fetches failing");
         }
@@ -102,14 +132,19 @@ impl Watchdog {
             self.period = Some((now, probe()));
             return Verdict::Healthy;
         };
-        if now.duration_since(since) < self.heal_after {
+        if now.duration_since(since) < len {
             return Verdict::Healthy;
         }
         let after = probe();
         self.period = Some((now, after));
         let done = std::mem::take(&mut self.done);
         match (before, after) {
-            (Some(b), Some(a)) => judge(assigned, b, a, done),
+            (Some(b), Some(a)) => {
+                if made_progress(b, a, done) {
+                    self.streak = 0;
+                }
+                judge(assigned, b, a, done)
+            }
             // The broker does not answer the probe: a consumer with partitions has its fetch
             // errors counted; one without tries a fresh client.
             _ if assigned => Verdict::Healthy,
@@ -127,6 +162,13 @@ struct Done {
     stored: u64,
     /// Messages received.
     received: u64,
+}
+
+/// Whether anything moved in the group during a period (or this consumer stored a batch).
+fn made_progress(before: Progress, after: Progress, done: Done) -> bool {
+    done.stored > 0
+        || after.mine.committed != before.mine.committed
+        || after.others.committed != before.others.committed
 }
 
 /// The verdict on one period, from the group's progress at its start and end.
@@ -328,5 +370,60 @@ mod tests {
             w.check(t + AFTER * 3, true, || split((0, 0), (0, 0))),
             Verdict::Healthy
         );
+    }
+
+    /// A consumer whose assigned partitions hold data and deliver nothing, every period.
+    fn stuck(w: &mut Watchdog, at: Instant) -> Verdict {
+        w.check(at, true, || split((100, 20), (0, 0)))
+    }
+
+    #[test]
+    fn a_recreated_consumer_settles_before_it_is_judged_and_recreations_in_a_row_back_off() {
+        let short = Duration::from_secs(6);
+        let mut w = Watchdog::new(short);
+        let mut t = Instant::now();
+        stuck(&mut w, t);
+        assert!(matches!(stuck(&mut w, t + short), Verdict::Recreate(_)));
+        let mut expected = vec![];
+        for _ in 0..5 {
+            w.reset();
+            t += short;
+            stuck(&mut w, t);
+            let len = w.period_len();
+            expected.push(len);
+            assert_eq!(
+                stuck(&mut w, t + len - Duration::from_secs(1)),
+                Verdict::Healthy,
+                "not judged before {len:?}"
+            );
+            assert!(matches!(stuck(&mut w, t + len), Verdict::Recreate(_)));
+            t += len;
+        }
+        let secs: Vec<_> = expected.iter().map(Duration::as_secs).collect();
+        assert_eq!(
+            secs,
+            [15, 30, 60, 60, 60],
+            "at least SETTLE, doubled, capped"
+        );
+    }
+
+    #[test]
+    fn progress_after_a_recreation_restores_the_short_period() {
+        let short = Duration::from_secs(6);
+        let mut w = Watchdog::new(short);
+        let t = Instant::now();
+        w.reset();
+        w.reset();
+        assert_eq!(w.period_len(), Duration::from_secs(30));
+        w.check(t, true, || split((100, 20), (0, 0)));
+        w.on_batch_stored();
+        assert_eq!(
+            w.check(t + Duration::from_secs(30), true, || split(
+                (120, 0),
+                (0, 0)
+            )),
+            Verdict::Healthy
+        );
+        assert_eq!(w.period_len(), short);
     }
 }
