@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::spatial::SpatialConfig;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
@@ -32,6 +34,9 @@ pub struct DetectorConfig {
     pub episode_gap_factor: f64,
     /// Flatline-flagged points in a row before a stuck sensor is reported.
     pub flatline_min_points: u32,
+    /// The neighbours' context (`[detect.spatial]`; its own defaults when absent).
+    #[serde(default)]
+    pub spatial: SpatialConfig,
 }
 
 impl Default for DetectorConfig {
@@ -51,6 +56,7 @@ impl Default for DetectorConfig {
             silence_min_secs: 60,
             episode_gap_factor: 3.0,
             flatline_min_points: 3,
+            spatial: SpatialConfig::default(),
         }
     }
 }

@@ -9,6 +9,8 @@ use chrono::{DateTime, Timelike, Utc};
 
 use crate::config::DetectorConfig;
 use crate::episode::{AnomalyEvent, AnomalyKind, Episode, Firing, Severity, Status};
+use crate::pollution::{PollutionEpisode, Tracker};
+use crate::spatial::{Context, Neighbourhood, SpatialConfig, log_ratio, pm_ratio};
 use crate::stats::{Ewma, HourProfile, PageHinkley, RobustWindow};
 
 #[derive(Debug, Clone)]
@@ -18,6 +20,11 @@ struct PollutantState {
     level: Option<f64>,
     ewma: Ewma,
     ph: PageHinkley,
+    /// Log-ratios to the neighbours' median: the usual offset...
+    spatial: RobustWindow,
+    /// ... its slow level, and the gain-drift test against it.
+    spatial_level: Option<f64>,
+    spatial_ph: PageHinkley,
 }
 
 impl PollutantState {
@@ -28,6 +35,9 @@ impl PollutantState {
             level: None,
             ewma: Ewma::default(),
             ph: PageHinkley::default(),
+            spatial: RobustWindow::new(cfg.spatial.window),
+            spatial_level: None,
+            spatial_ph: PageHinkley::default(),
         }
     }
 }
@@ -87,6 +97,12 @@ pub struct Step {
     pub kinds: Vec<(Option<Pollutant>, AnomalyKind)>,
     /// Robust z-score per pollutant (by [`Pollutant::index`]), once the baseline is warm.
     pub robust_z: [Option<f64>; 3],
+    /// Robust z-score of the log-ratio to the neighbours, once the spatial baseline is warm.
+    pub spatial_z: [Option<f64>; 3],
+    /// A pollution episode opened or closed at this reading.
+    pub episode: Option<PollutionEpisode>,
+    /// Temporal alerts the neighbours explained (not raised).
+    pub explained: usize,
 }
 
 /// The anomaly detector over all sensors.
@@ -94,6 +110,8 @@ pub struct Step {
 pub struct Detector {
     cfg: DetectorConfig,
     sensors: HashMap<String, SensorState>,
+    neighbours: Neighbourhood,
+    pollution: Tracker,
 }
 
 impl Detector {
@@ -101,6 +119,8 @@ impl Detector {
         Self {
             cfg,
             sensors: HashMap::new(),
+            neighbours: Neighbourhood::default(),
+            pollution: Tracker::default(),
         }
     }
 
@@ -113,6 +133,7 @@ impl Detector {
     /// rebuilt from history before the sensor's next reading.
     pub fn forget(&mut self, sensor: &str) {
         self.sensors.remove(sensor);
+        self.neighbours.forget(sensor);
     }
 
     /// Number of sensors with state.
@@ -173,6 +194,24 @@ impl Detector {
         }
         state.last_ts = Some(state.last_ts.map_or(r.timestamp, |l| l.max(r.timestamp)));
 
+        // What the neighbours read meanwhile (nothing when the spatial checks are off).
+        let sp = &cfg.spatial;
+        let ctx = sp.enabled.then(|| {
+            self.neighbours
+                .context(&r.sensor_id, r.location, r.timestamp, sp)
+        });
+        // Each value against its neighbours first: the flag rules below use the verdict.
+        if let Some(c) = ctx.as_ref() {
+            for p in Pollutant::ALL {
+                if let (Some(x), Some(m)) = (r.clean.get(p), c.median[p.index()]) {
+                    let ps = &mut state.pollutants[p.index()];
+                    step.spatial_z[p.index()] =
+                        spatial_step(ps, p, x, m, c, r.timestamp, sp, &mut firings);
+                }
+            }
+        }
+        let spatial_z = step.spatial_z;
+
         // Rules carried from the cleaner's flags.
         for d in &r.flag_details {
             let (kind, severity) = match d.flag {
@@ -185,6 +224,31 @@ impl Detector {
             };
             let observed = d.pollutant.and_then(|p| r.raw.get(p));
             let what = d.pollutant.map_or("reading", pollutant_label);
+            let mut explanation = match observed {
+                Some(v) => format!(
+                    "{what} {v} ug/m3 flagged {} by the cleaner",
+                    d.flag.as_str()
+                ),
+                None => format!("{what} flagged {} by the cleaner", d.flag.as_str()),
+            };
+            // A jump the neighbours make too is the air changing, not the sensor.
+            if d.flag == Flag::Spike
+                && d.pollutant
+                    .and_then(|p| spatial_z[p.index()])
+                    .is_some_and(|z| z.abs() <= sp.explain_z)
+            {
+                step.explained += 1;
+                continue;
+            }
+            if d.flag == Flag::Pm25AbovePm10 {
+                match pm_ratio_verdict(&r.clean, ctx.as_ref(), sp) {
+                    PmVerdict::Explained => {
+                        step.explained += 1;
+                        continue;
+                    }
+                    PmVerdict::Fault(why) => explanation = format!("{explanation}; {why}"),
+                }
+            }
             firings.push(Firing {
                 pollutant: d.pollutant,
                 kind,
@@ -193,21 +257,29 @@ impl Detector {
                 severity,
                 observed,
                 expected: None,
-                explanation: match observed {
-                    Some(v) => format!(
-                        "{what} {v} ug/m3 flagged {} by the cleaner",
-                        d.flag.as_str()
-                    ),
-                    None => format!("{what} flagged {} by the cleaner", d.flag.as_str()),
-                },
+                explanation,
             });
         }
 
-        // Statistics per pollutant, on valid values, against the hour-of-day baseline.
+        // Statistics per pollutant, on valid values, against the hour-of-day baseline and
+        // against the neighbours.
         let hour = local_hour(r.timestamp, r.location.lon);
         for p in Pollutant::ALL {
             let Some(x) = r.clean.get(p) else { continue };
             let ps = &mut state.pollutants[p.index()];
+            let label = pollutant_label(p);
+            let neighbours = ctx
+                .as_ref()
+                .and_then(|c| c.median[p.index()].map(|m| (m, c)));
+            let spatial_z = spatial_z[p.index()];
+            // A temporal deviation stands unless the neighbours explain it: the sensor is
+            // about as far from them as usual, or off the other way.
+            let mut explained = |dev: f64| {
+                let yes = spatial_z
+                    .is_some_and(|z| !(z.abs() > sp.explain_z && z.signum() == dev.signum()));
+                step.explained += usize::from(yes);
+                yes
+            };
             let factor = ps.profile.factor(hour);
             let y = x / factor;
             if ps.window.len() >= cfg.min_history
@@ -217,8 +289,7 @@ impl Detector {
                 let z = (y - med) / sigma;
                 step.robust_z[p.index()] = Some(z);
                 let expected = med * factor;
-                let label = pollutant_label(p);
-                if z.abs() > cfg.z_threshold {
+                if z.abs() > cfg.z_threshold && !explained(z) {
                     firings.push(Firing {
                             pollutant: Some(p),
                             kind: AnomalyKind::Outlier,
@@ -228,16 +299,18 @@ impl Detector {
                             observed: Some(x),
                             expected: Some(expected),
                             explanation: format!(
-                                "{label} {x:.0} ug/m3 is {:.1} robust sigmas {} this sensor's usual {hour:02}:00 level ({expected:.0})",
+                                "{label} {x:.0} ug/m3 is {:.1} robust sigmas {} this sensor's usual {hour:02}:00 level ({expected:.0}){}",
                                 z.abs(),
-                                if z > 0.0 { "above" } else { "below" }
+                                if z > 0.0 { "above" } else { "below" },
+                                neighbour_note(neighbours.map(|(m, c)| (m, c.count)))
                             ),
                         });
                 }
                 let level = *ps.level.get_or_insert(med);
                 let rr = ((y - level) / sigma).clamp(-cfg.residual_clip, cfg.residual_clip);
                 let ph = ps.ph.update(rr, cfg.ph_delta);
-                if ph > cfg.ph_threshold {
+                // With neighbours, drift is judged on the ratio to them (gain drift) above.
+                if ph > cfg.ph_threshold && neighbours.is_none() {
                     firings.push(Firing {
                             pollutant: Some(p),
                             kind: AnomalyKind::Drift,
@@ -253,7 +326,7 @@ impl Detector {
                         });
                 }
                 let ew = ps.ewma.update(rr, cfg.ewma_lambda);
-                if ew.abs() > cfg.ewma_limit {
+                if ew.abs() > cfg.ewma_limit && !explained(ew) {
                     firings.push(Firing {
                         pollutant: Some(p),
                         kind: AnomalyKind::Shift,
@@ -263,9 +336,10 @@ impl Detector {
                         observed: Some(x),
                         expected: Some(level * factor),
                         explanation: format!(
-                            "{label} has shifted {} its usual level: EWMA at {:.1} sigmas",
+                            "{label} has shifted {} its usual level: EWMA at {:.1} sigmas{}",
                             if ew > 0.0 { "above" } else { "below" },
-                            ew.abs()
+                            ew.abs(),
+                            neighbour_note(neighbours.map(|(m, c)| (m, c.count)))
                         ),
                     });
                 }
@@ -278,6 +352,10 @@ impl Detector {
         step.kinds = firings.iter().map(|f| (f.pollutant, f.kind)).collect();
         events.extend(merge(state, &r.sensor_id, r.timestamp, firings, cfg));
         step.events = events;
+        if sp.enabled {
+            self.neighbours.update(r);
+            step.episode = self.pollution.observe(r.timestamp, &self.neighbours, sp);
+        }
         step
     }
 
@@ -295,6 +373,139 @@ impl Detector {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
+
+    /// Closes the open pollution episode (end of a finite stream).
+    pub fn flush_episode(&mut self) -> Option<PollutionEpisode> {
+        self.pollution.flush(&self.cfg.spatial)
+    }
+}
+
+/// Whether a PM2.5 > PM10 reading is this sensor's fault or what its neighbours see too.
+enum PmVerdict {
+    Explained,
+    Fault(String),
+}
+
+fn pm_ratio_verdict(
+    clean: &airq_domain::Measurements,
+    ctx: Option<&Context>,
+    sp: &SpatialConfig,
+) -> PmVerdict {
+    let (Some(mine), Some(theirs)) = (pm_ratio(clean), ctx.and_then(|c| c.pm_ratio)) else {
+        return PmVerdict::Fault("no neighbour to compare with".into());
+    };
+    let excess = clean.pm2_5.zip(clean.pm10).map_or(0.0, |(a, b)| a - b);
+    if mine <= theirs + sp.pm_ratio_margin
+        || mine <= theirs * sp.pm_ratio_factor
+        || excess < sp.pm_excess_ugm3
+    {
+        PmVerdict::Explained
+    } else {
+        PmVerdict::Fault(format!(
+            "PM2.5/PM10 {mine:.2} against {theirs:.2} at the neighbours (median)"
+        ))
+    }
+}
+
+/// ", while N neighbours read M (median)" for an explanation.
+fn neighbour_note(n: Option<(f64, usize)>) -> String {
+    match n {
+        Some((m, count)) => format!(", while its {count} neighbours read {m:.0} (median)"),
+        None => String::new(),
+    }
+}
+
+/// The spatial checks of one value against its neighbours' median `m`: an inconsistent
+/// value, and gain drift (Page-Hinkley on the log-ratio against its slow level). Returns
+/// the log-ratio's robust z once the sensor's spatial baseline is warm.
+#[allow(clippy::too_many_arguments)]
+fn spatial_step(
+    ps: &mut PollutantState,
+    p: Pollutant,
+    x: f64,
+    m: f64,
+    ctx: &Context,
+    ts: DateTime<Utc>,
+    sp: &SpatialConfig,
+    firings: &mut Vec<Firing>,
+) -> Option<f64> {
+    let lr = log_ratio(x, m, sp.offset_ugm3);
+    let scope = if ctx.fleet_wide { "the fleet's" } else { "its" };
+    let label = pollutant_label(p);
+    // Exact zeros while the neighbours read real air: a dropout filled with zeros.
+    if x == 0.0 && m >= sp.zero_min_ugm3 {
+        firings.push(Firing {
+            pollutant: Some(p),
+            kind: AnomalyKind::Inconsistent,
+            ts,
+            score: m / sp.zero_min_ugm3,
+            severity: Severity::Warning,
+            observed: Some(0.0),
+            expected: Some(m),
+            explanation: format!(
+                "{label} reads exactly 0 while {scope} {} sensors read {m:.0} (median)",
+                ctx.count
+            ),
+        });
+    }
+    let warm = ps.spatial.len() >= sp.min_history;
+    let stats = if warm {
+        ps.spatial.median_sigma(0.05, 0.0)
+    } else {
+        None
+    };
+    let Some((med, sigma)) = stats else {
+        ps.spatial.push(lr);
+        return None;
+    };
+    let z = (lr - med) / sigma;
+    let pollutant = Some(p);
+    let usual = med.exp();
+    let now =
+        ((x.max(0.0) + sp.offset_ugm3) / (m.max(0.0) + sp.offset_ugm3)).max(f64::MIN_POSITIVE);
+    let expected = (m + sp.offset_ugm3) * usual - sp.offset_ugm3;
+    // Only reading too high: a sensor reading far less than its neighbours is most often
+    // at the edge of an air mass (a front clears the suburbs first); zeros are above.
+    if z > sp.inconsistent_z && lr - med > sp.inconsistent_ratio.ln() {
+        firings.push(Firing {
+            pollutant,
+            kind: AnomalyKind::Inconsistent,
+            ts,
+            score: z.abs(),
+            severity: severity_of_z(z),
+            observed: Some(x),
+            expected: Some(expected.max(0.0)),
+            explanation: format!(
+                "{label} {x:.0} ug/m3 while {scope} {} sensors read {m:.0} (median): {now:.2}x them, against {usual:.2}x usually ({:.1} robust sigmas)",
+                ctx.count,
+                z.abs()
+            ),
+        });
+    }
+    let level = *ps.spatial_level.get_or_insert(med);
+    let rr = ((lr - level) / sigma).clamp(-10.0, 10.0);
+    let ph = ps.spatial_ph.update(rr, sp.drift_delta);
+    if ph > sp.drift_threshold {
+        firings.push(Firing {
+            pollutant,
+            kind: AnomalyKind::Drift,
+            ts,
+            score: ph / sp.drift_threshold,
+            severity: Severity::Warning,
+            observed: Some(x),
+            expected: Some(((m + sp.offset_ugm3) * level.exp() - sp.offset_ugm3).max(0.0)),
+            explanation: format!(
+                "{label} gain has drifted against {scope} {} neighbours: {now:.2}x their median, against {:.2}x before (Page-Hinkley {ph:.0})",
+                ctx.count,
+                level.exp()
+            ),
+        });
+    } else {
+        // The slow level stays where it was while the drift test fires.
+        ps.spatial_level = Some(level + sp.level_alpha * (lr - level));
+    }
+    ps.spatial.push(lr);
+    Some(z)
 }
 
 fn min_points(kind: AnomalyKind, cfg: &DetectorConfig) -> u32 {

@@ -24,6 +24,8 @@ pub enum AnomalyKind {
     Drift,
     /// No reading for longer than usual.
     Silence,
+    /// Spatial: the sensor disagrees with its neighbours far more than it usually does.
+    Inconsistent,
 }
 
 impl AnomalyKind {
@@ -38,6 +40,7 @@ impl AnomalyKind {
             AnomalyKind::Shift => "shift",
             AnomalyKind::Drift => "drift",
             AnomalyKind::Silence => "silence",
+            AnomalyKind::Inconsistent => "inconsistent",
         }
     }
 
@@ -53,6 +56,7 @@ impl AnomalyKind {
             AnomalyKind::Shift => "ewma",
             AnomalyKind::Drift => "page_hinkley",
             AnomalyKind::Silence => "silence",
+            AnomalyKind::Inconsistent => "spatial",
         }
     }
 }
@@ -149,6 +153,11 @@ pub fn anomaly_id(
             &start.timestamp_millis().to_be_bytes()
         ])
     )
+}
+
+/// The hash a pollution episode's id is made of (its start time).
+pub(crate) fn fnv1a_of_time(ts: DateTime<Utc>) -> u64 {
+    fnv1a(&[b"pollution_episode", &ts.timestamp_millis().to_be_bytes()])
 }
 
 /// One firing point of a detector.

@@ -5,14 +5,20 @@
 //!   EWMA control chart, Page-Hinkley drift test;
 //! - [`episode`]: merging consecutive firing points into one anomaly that is opened,
 //!   updated and closed, with a deterministic id;
+//! - [`spatial`]: the neighbours' context (sensor faults told apart from regional
+//!   pollution); [`pollution`]: pollution episodes the network sees;
 //! - [`engine`]: per-sensor state and [`engine::Detector::process`], one processed
 //!   reading in, anomaly events out.
 
 pub mod config;
 pub mod engine;
 pub mod episode;
+pub mod pollution;
+pub mod spatial;
 pub mod stats;
 
 pub use config::DetectorConfig;
 pub use engine::{Detector, Step};
 pub use episode::{AnomalyEvent, AnomalyKind, Severity, Status};
+pub use pollution::PollutionEpisode;
+pub use spatial::SpatialConfig;

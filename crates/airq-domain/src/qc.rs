@@ -109,6 +109,13 @@ pub struct QcConfig {
     pub max_ugm3: PerPollutant,
     /// A value repeated this many times in a row (or more) is a flatline.
     pub flatline_repeats: u32,
+    /// A repeated value is suspicious only if it is at least this many resolution steps
+    /// (the value's last decimal place) above zero: a low-cost sensor in
+    /// clean air repeats 3 or 4 ug/m3 (a few steps) all the time, while 57.3 repeated three
+    /// times is a frozen channel. 0.0 repeated is never a flatline (zeros are judged against
+    /// the neighbours by the detector).
+    #[serde(default = "default_flatline_min_steps")]
+    pub flatline_min_steps: f64,
     /// A change larger than this between consecutive readings is a spike, ug/m3.
     pub spike_delta_ugm3: PerPollutant,
     /// Consecutive readings further apart than this are not compared for spikes, s.
@@ -127,6 +134,7 @@ impl Default for QcConfig {
                 no2: 2000.0,
             },
             flatline_repeats: 3,
+            flatline_min_steps: default_flatline_min_steps(),
             spike_delta_ugm3: PerPollutant {
                 pm2_5: 150.0,
                 pm10: 300.0,
@@ -150,6 +158,28 @@ pub fn value_check(p: Pollutant, v: f64, cfg: &QcConfig) -> Option<Flag> {
     }
 }
 
+fn default_flatline_min_steps() -> f64 {
+    20.0
+}
+
+/// The resolution of a reported value: the largest power of ten (1 down to 0.0001) it is
+/// a whole multiple of.
+pub fn decimal_step(v: f64) -> f64 {
+    for k in 0..4 {
+        let step = 10f64.powi(-k);
+        if ((v / step).round() * step - v).abs() <= 1e-9 * v.abs().max(1.0) {
+            return step;
+        }
+    }
+    1e-4
+}
+
+/// Whether `v` repeated `repeats` times is a suspicious flatline for a sensor of resolution
+/// `step`.
+pub fn is_flatline(v: f64, repeats: u32, step: f64, cfg: &QcConfig) -> bool {
+    repeats >= cfg.flatline_repeats && v > 0.0 && v >= cfg.flatline_min_steps * step
+}
+
 /// Tolerance of the PM2.5 <= PM10 check, ug/m3: the two channels' independent noise.
 const PM_RATIO_TOLERANCE_UGM3: f64 = 1.0;
 
@@ -166,6 +196,28 @@ pub fn is_spike(p: Pollutant, previous: f64, current: f64, gap_secs: i64, cfg: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeat_is_a_flatline_only_well_above_the_resolution() {
+        let cfg = QcConfig::default();
+        assert_eq!(decimal_step(57.0), 1.0);
+        assert_eq!(decimal_step(57.3), 0.1);
+        assert_eq!(decimal_step(4.25), 0.01);
+        assert!(is_flatline(57.3, 3, 0.1, &cfg));
+        assert!(!is_flatline(57.3, 2, 0.1, &cfg), "two are not a run");
+        assert!(
+            !is_flatline(4.0, 12, 1.0, &cfg),
+            "clean air, integer sensor"
+        );
+        assert!(
+            is_flatline(4.0, 3, 0.01, &cfg),
+            "a precise sensor stuck at 4"
+        );
+        assert!(
+            !is_flatline(0.0, 50, 0.01, &cfg),
+            "zeros are for the neighbours"
+        );
+    }
 
     #[test]
     fn negative_values_are_invalid() {

@@ -10,7 +10,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use crate::aqi::{eaqi_band, us_aqi};
 use crate::nowcast::nowcast_pm;
 use crate::processed::{Metrics, NowCast, PROCESSED_SCHEMA_VERSION, ProcessedReading};
-use crate::qc::{Flag, FlagEntry, Flags, QcConfig, is_spike, pm25_above_pm10, value_check};
+use crate::qc::{
+    Flag, FlagEntry, Flags, QcConfig, decimal_step, is_flatline, is_spike, pm25_above_pm10,
+    value_check,
+};
 use crate::reading::{Measurements, Pollutant, Reading};
 
 const HOUR: i64 = 3600;
@@ -18,6 +21,10 @@ const HOUR: i64 = 3600;
 const NOWCAST_HOURS: i64 = 12;
 /// Most timestamps remembered per sensor for duplicate detection.
 const DEDUP_CAPACITY: usize = 4096;
+/// A pollutant is missing from a reading when the sensor reported it in at least this share
+/// of its recent readings (EWMA with [`PRESENCE_ALPHA`]).
+const MISSING_PRESENCE: f64 = 0.5;
+const PRESENCE_ALPHA: f64 = 0.1;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct HourBucket {
@@ -32,6 +39,9 @@ pub struct SensorState {
     latest_ts: Option<i64>,
     last_valid: [Option<(i64, f64)>; 3],
     repeats: [Option<(f64, u32)>; 3],
+    /// How often each pollutant is reported (EWMA of present = 1, absent = 0); `None`
+    /// before the first reading.
+    presence: Option<[f64; 3]>,
     window: [VecDeque<(i64, f64)>; 3],
     window_sum: [f64; 3],
     hours: VecDeque<HourBucket>,
@@ -77,7 +87,9 @@ impl SensorState {
             _ => 1,
         };
         self.repeats[i] = Some((v, repeats));
-        if repeats >= cfg.flatline_repeats {
+        // The value's own resolution: a sensor that reports integers but once wrote 5.5
+        // still repeats its integers.
+        if is_flatline(v, repeats, decimal_step(v), cfg) {
             flags.push(FlagEntry {
                 flag: Flag::Flatline,
                 pollutant: Some(p),
@@ -193,12 +205,19 @@ impl Cleaner {
         let mut details = Vec::new();
 
         let mut clean = reading.measurements;
+        // Missing means absent from a sensor that usually reports it: many sensors measure
+        // only some pollutants.
+        let present = Pollutant::ALL.map(|p| reading.measurements.get(p).is_some());
+        let usual = *state
+            .presence
+            .get_or_insert(present.map(|x| if x { 1.0 } else { 0.0 }));
         for p in Pollutant::ALL {
             match reading.measurements.get(p) {
-                None => details.push(FlagEntry {
+                None if usual[p.index()] >= MISSING_PRESENCE => details.push(FlagEntry {
                     flag: Flag::Missing,
                     pollutant: Some(p),
                 }),
+                None => {}
                 Some(v) => {
                     if let Some(flag) = value_check(p, v, cfg) {
                         details.push(FlagEntry {
@@ -237,6 +256,11 @@ impl Cleaner {
                 }
             }
             state.latest_ts = Some(ts);
+            if let Some(usual) = state.presence.as_mut() {
+                for (u, p) in usual.iter_mut().zip(present) {
+                    *u += PRESENCE_ALPHA * (f64::from(u8::from(p)) - *u);
+                }
+            }
             state.remember(ts, cfg);
             state.prune(ts);
         }
@@ -340,9 +364,10 @@ mod tests {
     #[test]
     fn flags_a_flatline_from_the_third_repeat() {
         let mut c = Cleaner::default();
-        let a = c.process(reading(0, 10.0, 20.0, 30.0));
-        let b = c.process(reading(1, 10.0, 21.0, 31.0));
-        let d = c.process(reading(2, 10.0, 22.0, 32.0));
+        // 10.7 at a resolution of 0.1: 107 steps, a repeat is unlikely.
+        let a = c.process(reading(0, 10.7, 20.0, 30.0));
+        let b = c.process(reading(1, 10.7, 21.0, 31.0));
+        let d = c.process(reading(2, 10.7, 22.0, 32.0));
         assert!(!has(&a, Flag::Flatline) && !has(&b, Flag::Flatline));
         assert!(has(&d, Flag::Flatline));
         assert_eq!(
@@ -408,12 +433,31 @@ mod tests {
     }
 
     #[test]
-    fn missing_values_are_flagged() {
+    fn a_pollutant_the_sensor_usually_reports_is_flagged_missing() {
         let mut c = Cleaner::default();
-        let mut r = reading(0, 10.0, 20.0, 30.0);
+        for m in 0..5 {
+            assert!(!has(
+                &c.process(reading(m, 10.0, 20.0, 30.0)),
+                Flag::Missing
+            ));
+        }
+        let mut r = reading(5, 10.0, 20.0, 30.0);
         r.measurements.no2 = None;
         let out = c.process(r);
         assert!(has(&out, Flag::Missing));
-        assert_eq!(out.metrics.mean_1h.no2, None);
+        assert!(out.metrics.mean_1h.no2.is_some(), "the hour still has NO2");
+    }
+
+    #[test]
+    fn a_pollutant_the_sensor_never_reports_is_not_missing() {
+        // Most low-cost sensors measure PM only.
+        let mut c = Cleaner::default();
+        for m in 0..20 {
+            let mut r = reading(m, 10.0, 20.0, 30.0);
+            r.measurements.no2 = None;
+            let out = c.process(r);
+            assert!(!has(&out, Flag::Missing), "minute {m}");
+            assert_eq!(out.metrics.mean_1h.no2, None);
+        }
     }
 }

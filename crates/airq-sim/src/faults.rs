@@ -30,9 +30,10 @@ impl FaultKind {
     }
 }
 
-/// Probability per reading that each kind of fault starts there.
+/// Probability per reading that each kind of fault starts there. Missing fields take the
+/// default rates (sensor-sim's `AIRQ__FAULTS__...` override them one by one).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FaultRates {
     pub spike: f64,
     pub stuck: f64,
@@ -45,6 +46,25 @@ pub struct FaultRates {
     pub missing_field: f64,
     pub duplicate: f64,
     pub late: f64,
+}
+
+impl Default for FaultRates {
+    /// The simulator's default rates (the evaluation's tables in docs/benchmarks.md use them).
+    fn default() -> Self {
+        Self {
+            spike: 0.002,
+            stuck: 0.0005,
+            drift: 0.0002,
+            dropout: 0.0005,
+            out_of_range: 0.001,
+            negative: 0.001,
+            pm25_above_pm10: 0.001,
+            malformed_json: 0.001,
+            missing_field: 0.001,
+            duplicate: 0.002,
+            late: 0.002,
+        }
+    }
 }
 
 impl FaultRates {

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use airq_detect::{AnomalyEvent, AnomalyKind, Status};
 use airq_domain::Reading;
+use airq_sim::sim::{FleetSpec, Simulator};
 use anyhow::Context;
 use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use sensor_sim::sim::{FleetSpec, Simulator};
 
 #[derive(Parser)]
 struct Args {
@@ -59,9 +59,7 @@ struct Keyed {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let total = (args.rate * args.seconds as f64) as u64;
-    let faults = sensor_sim::config::Settings::load()?
-        .faults
-        .scaled(args.fault_factor);
+    let faults = airq_sim::faults::FaultRates::default().scaled(args.fault_factor);
     let ticks = total / args.sensors as u64;
     let stream = Simulator::new(FleetSpec {
         sensors: args.sensors,

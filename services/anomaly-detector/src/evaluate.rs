@@ -9,14 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use airq_detect::{AnomalyEvent, Detector, DetectorConfig};
+use airq_detect::{AnomalyEvent, DetectorConfig};
 use airq_domain::Reading;
 use airq_domain::qc::QcConfig;
-use airq_domain::sensor::Cleaner;
 use airq_domain::validate::{ValidationConfig, decode};
+use airq_sim::faults::{FaultKind, GroundTruth};
+use airq_sim::sim::{FleetSpec, Simulator};
 use chrono::{DateTime, Utc};
-use sensor_sim::faults::{FaultKind, GroundTruth};
-use sensor_sim::sim::{FleetSpec, Simulator};
 
 /// Whether a fault kind is a sensor anomaly the detector is scored on.
 pub fn is_sensor_fault(kind: FaultKind) -> bool {
@@ -32,18 +31,7 @@ pub fn detect(
     readings: impl IntoIterator<Item = Reading>,
     detector: DetectorConfig,
 ) -> Vec<AnomalyEvent> {
-    let mut cleaner = Cleaner::new(QcConfig::default());
-    let mut det = Detector::new(detector);
-    let mut alerts: BTreeMap<String, AnomalyEvent> = BTreeMap::new();
-    for r in readings {
-        for e in det.process(&cleaner.process(r)) {
-            alerts.insert(e.id.clone(), e);
-        }
-    }
-    for e in det.flush() {
-        alerts.insert(e.id.clone(), e);
-    }
-    alerts.into_values().collect()
+    crate::backtest::run(readings, QcConfig::default(), detector).alerts
 }
 
 /// Runs the simulator, then [`detect`] on the messages the cleaner accepts; returns the
@@ -255,7 +243,7 @@ mod tests {
             start: "2026-01-05T00:00:00Z".parse().unwrap(),
             interval: chrono::Duration::minutes(1),
             seed: 3,
-            faults: sensor_sim::config::Settings::load().unwrap().faults,
+            faults: airq_sim::faults::FaultRates::default(),
         };
         let (truth, alerts) = run_pipeline(spec, 2 * 1440, DetectorConfig::default());
         let r = score(&truth, &alerts);
@@ -267,7 +255,7 @@ mod tests {
     fn alert_rates_are_per_sensor_day_of_the_replay() {
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/fixtures/beijing_prsa");
-        let readings = sensor_sim::replay::load(&fixture, None).unwrap();
+        let readings = airq_sim::replay::load(&fixture, None).unwrap();
         let (sensor_days, by_kind) = alert_rates(readings.clone(), DetectorConfig::default());
         // 3 stations x 71 hours from the first to the last reading.
         assert!(

@@ -213,7 +213,10 @@ mod tests {
     fn state_stays_flat_when_100k_sensors_come_and_go() {
         // As the processor evicts: every sensor touched on its reading, idle ones dropped
         // once a (simulated) minute; a sensor idle for 5 minutes goes.
-        let mut f = Fleet::new(DetectorConfig::default(), QcConfig::default());
+        // The streaming service's detection: without the neighbours (default.toml).
+        let mut streaming = DetectorConfig::default();
+        streaming.spatial.enabled = false;
+        let mut f = Fleet::new(streaming, QcConfig::default());
         let mut seen = airq_kafka::runtime::IdleTracker::default();
         let mut cleaner = Cleaner::new(QcConfig::default());
         let t0 = std::time::Instant::now();

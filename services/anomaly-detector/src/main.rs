@@ -50,6 +50,36 @@ enum Command {
         )]
         data_dir: std::path::PathBuf,
     },
+    /// The production cleaning and detection over a file of raw readings (JSON lines in the
+    /// raw_data shape, or a CSV `timestamp,sensor_id,lat,lon,pm2_5,pm10,no2`, time order);
+    /// writes one JSON line per alert and per pollution episode.
+    Backtest {
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the JSON lines (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Score the detector on the Beijing data with faults injected into its last year (the
+    /// years before warm it up): precision, recall per fault kind, delay, false alerts.
+    EvaluateReal {
+        #[arg(
+            long,
+            env = "AIRQ_BEIJING_DIR",
+            default_value = "../shared/data/beijing_prsa"
+        )]
+        data_dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Faults are injected from this day on (UTC) and alerts scored from then.
+        #[arg(long, default_value = "2016-03-01")]
+        test_from: chrono::NaiveDate,
+        #[arg(long, default_value_t = 4)]
+        per_sensor_month: usize,
+        /// Write the ground truth (JSON lines) here.
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
     /// Score the detector on a simulated, labelled stream (precision, recall, F1, delay).
     Evaluate {
         #[arg(long, default_value_t = 20)]
@@ -115,10 +145,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::ReplayRates { data_dir } => {
-            let readings = sensor_sim::replay::load(&data_dir, None)?;
+            let readings = airq_sim::replay::load(&data_dir, None)?;
             let n = readings.len();
             let (sensor_days, by_kind) =
-                anomaly_detector::evaluate::alert_rates(readings, settings.detect);
+                anomaly_detector::evaluate::alert_rates(readings, offline(settings.detect));
             println!("{n} readings, {sensor_days:.0} sensor-days");
             println!(
                 "{:<18} {:>8} {:>16}",
@@ -135,6 +165,48 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Backtest { input, output } => {
+            let (readings, rejected) = anomaly_detector::backtest::read(&input)?;
+            for r in rejected.iter().take(20) {
+                eprintln!("line {}: {}", r.line, r.reason);
+            }
+            let started = std::time::Instant::now();
+            let outcome =
+                anomaly_detector::backtest::run(readings, settings.qc, offline(settings.detect));
+            let out: Box<dyn std::io::Write> = match &output {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            anomaly_detector::backtest::write_jsonl(out, &outcome).context("writing")?;
+            eprintln!(
+                "{} readings ({} rejected) in {:.2} s: {} alerts, {} pollution episodes, {} temporal alerts explained by neighbours",
+                outcome.readings,
+                rejected.len(),
+                started.elapsed().as_secs_f64(),
+                outcome.alerts.len(),
+                outcome.episodes.len(),
+                outcome.explained
+            );
+            Ok(())
+        }
+        Command::EvaluateReal {
+            data_dir,
+            seed,
+            test_from,
+            per_sensor_month,
+            truth,
+        } => anomaly_detector::injected::run_cli(
+            &data_dir,
+            seed,
+            test_from,
+            per_sensor_month,
+            truth.as_deref(),
+            settings.qc,
+            offline(settings.detect),
+        ),
         Command::Evaluate {
             sensors,
             days,
@@ -144,15 +216,15 @@ fn main() -> anyhow::Result<()> {
             ewma_limit,
             ph_threshold,
         } => {
-            let d = settings.detect;
+            let d = offline(settings.detect);
             let cfg = DetectorConfig {
                 z_threshold: z_threshold.unwrap_or(d.z_threshold),
                 ewma_limit: ewma_limit.unwrap_or(d.ewma_limit),
                 ph_threshold: ph_threshold.unwrap_or(d.ph_threshold),
                 ..d
             };
-            let faults = sensor_sim::config::Settings::load()?.faults;
-            let spec = sensor_sim::sim::FleetSpec {
+            let faults = airq_sim::faults::FaultRates::default();
+            let spec = airq_sim::sim::FleetSpec {
                 sensors,
                 center: Location {
                     lat: 48.8566,
@@ -202,6 +274,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The detection settings of the offline commands: the neighbours' context on (the whole
+/// input is one fleet).
+fn offline(mut d: DetectorConfig) -> DetectorConfig {
+    d.spatial.enabled = true;
+    d
 }
 
 fn tokio_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

@@ -3,13 +3,14 @@
 use airq_kafka::KafkaConfig;
 use serde::Deserialize;
 
-use crate::faults::FaultRates;
+use airq_sim::faults::FaultRates;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub kafka: KafkaConfig,
+    #[serde(default)]
     pub faults: FaultRates,
 }
 

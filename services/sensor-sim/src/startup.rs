@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ArchiveArgs, OpenaqArgs, ReplayArgs, SyntheticArgs};
 use crate::config::Settings;
-use crate::faults::FaultRates;
 use crate::publish::{Pacer, Publisher};
-use crate::replay;
-use crate::sim::{FleetSpec, Simulator};
 use crate::truth::TruthLog;
+use airq_sim::faults::FaultRates;
+use airq_sim::replay;
+use airq_sim::sim::{FleetSpec, Simulator};
 
 async fn publisher(settings: &Settings) -> anyhow::Result<Publisher> {
     let k = &settings.kafka;

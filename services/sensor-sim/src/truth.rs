@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::faults::GroundTruth;
+use airq_sim::faults::GroundTruth;
 
 pub struct TruthLog {
     out: Option<BufWriter<File>>,

@@ -39,7 +39,7 @@ fn detector_env(env: &[(String, String)], group: &str) -> Vec<(String, String)> 
 /// fast (or slowly, on a busy broker) the consumers go.
 fn paced_stream(
     topic: &str,
-    msgs: &[sensor_sim::sim::Outgoing],
+    msgs: &[airq_sim::sim::Outgoing],
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,

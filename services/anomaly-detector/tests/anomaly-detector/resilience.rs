@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use sensor_sim::faults::FaultRates;
+use airq_sim::faults::FaultRates;
 
 use super::*;
 
@@ -81,11 +81,11 @@ async fn malformed_processed_messages_are_dead_lettered_and_detection_goes_on() 
     // Keyless here, so order across sensors does not matter, but per sensor it does: the
     // good stream goes in whole, between two halves of poison.
     produce_bytes(&brokers(), &topics.processed, &bad[..5000]).await;
-    let keyed: Vec<sensor_sim::sim::Outgoing> = good
+    let keyed: Vec<airq_sim::sim::Outgoing> = good
         .iter()
         .map(|p| {
             let r: ProcessedReading = serde_json::from_slice(p).unwrap();
-            sensor_sim::sim::Outgoing {
+            airq_sim::sim::Outgoing {
                 key: r.sensor_id,
                 payload: p.clone(),
             }
@@ -275,7 +275,7 @@ async fn a_beijing_replay_next_to_a_live_fleet_lands_every_reading() {
     airq_runtime::init_tracing("error");
     const REPLAYED: usize = 30_000;
     let dir = beijing_dir();
-    let history = sensor_sim::replay::load(&dir, Some(REPLAYED)).unwrap();
+    let history = airq_sim::replay::load(&dir, Some(REPLAYED)).unwrap();
     let db = test_database().await;
     let topics = unique_topics();
     create_topics(&brokers(), &topics, 6).await;
@@ -289,7 +289,7 @@ async fn a_beijing_replay_next_to_a_live_fleet_lands_every_reading() {
     let live = {
         let (topic, stop) = (topics.raw.clone(), stop_live.clone());
         tokio::spawn(async move {
-            let mut sim = sensor_sim::sim::Simulator::new(sensor_sim::sim::FleetSpec {
+            let mut sim = airq_sim::sim::Simulator::new(airq_sim::sim::FleetSpec {
                 sensors: 20,
                 center: airq_domain::Location {
                     lat: 48.85,

@@ -8,12 +8,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use airq_kafka::Topics;
+use airq_sim::faults::{FaultRates, GroundTruth};
+use airq_sim::sim::{FleetSpec, Outgoing, Simulator};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use secrecy::SecretString;
-use sensor_sim::faults::{FaultRates, GroundTruth};
-use sensor_sim::sim::{FleetSpec, Outgoing, Simulator};
 use sqlx::PgPool;
 use stream_cleaner::config::Settings;
 
@@ -118,10 +118,7 @@ pub fn simulate(
 
 /// Every default fault rate times `factor`.
 pub fn scaled_faults(factor: f64) -> FaultRates {
-    sensor_sim::config::Settings::load()
-        .expect("sim defaults")
-        .faults
-        .scaled(factor)
+    FaultRates::default().scaled(factor)
 }
 
 /// The test's own oracle, independent of the cleaner's decoder: a message is a reading

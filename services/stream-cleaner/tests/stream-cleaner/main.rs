@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use airq_domain::ProcessedReading;
 use airq_domain::qc::Flag;
+use airq_sim::faults::{FaultKind, FaultRates};
 use helpers::*;
-use sensor_sim::faults::{FaultKind, FaultRates};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ fn spawn_cleaner(
     (token, handle)
 }
 
-fn valid_keys(msgs: &[sensor_sim::sim::Outgoing]) -> (usize, BTreeSet<(String, String)>) {
+fn valid_keys(msgs: &[airq_sim::sim::Outgoing]) -> (usize, BTreeSet<(String, String)>) {
     let keys: Vec<_> = msgs.iter().filter_map(|m| oracle_key(&m.payload)).collect();
     (keys.len(), keys.into_iter().collect())
 }
@@ -233,7 +233,7 @@ async fn faulty_stream_lands_exactly_once_and_invalid_messages_are_dead_lettered
 
 /// Oracle for late data: valid readings that arrive after a newer one of the same sensor.
 /// (An injected delay is not always out of order: the sensor may have been silent since.)
-fn out_of_order(msgs: &[sensor_sim::sim::Outgoing]) -> usize {
+fn out_of_order(msgs: &[airq_sim::sim::Outgoing]) -> usize {
     let mut newest: HashMap<String, String> = HashMap::new();
     let mut seen = BTreeSet::new();
     let mut late = 0;

@@ -7,10 +7,10 @@ use std::process::{Command, Output};
 
 use airq_domain::qc::QcConfig;
 use airq_domain::sensor::Cleaner;
+use airq_sim::faults::FaultRates;
+use airq_sim::sim::{FleetSpec, Simulator};
 use chrono::{DateTime, Duration, Utc};
 use mlflow_client::{MlflowClient, RunStatus, Stage};
-use sensor_sim::faults::FaultRates;
-use sensor_sim::sim::{FleetSpec, Simulator};
 use sqlx::PgPool;
 
 fn mlflow_url() -> String {

@@ -1,0 +1,290 @@
+//! Spatial context: what a sensor's neighbours read at about the same time.
+//!
+//! Real pollution is regional: a winter inversion raises PM2.5 at every station of a city
+//! within hours. A sensor fault is local: one sensor reads what its neighbours do not. So a
+//! value that is extreme for one sensor's own history is a fault candidate only when its
+//! neighbours do not explain it. [`Neighbourhood`] keeps every sensor's latest clean values;
+//! [`Neighbourhood::context`] gives, for one reading, the median of the neighbours' values
+//! (sensors within `radius_km`, or the whole fleet when fewer than `min_neighbours` are that
+//! close), counted only while fresh (read within `fresh_secs` of the reading).
+//!
+//! The engine tracks each sensor's log-ratio to that median, `ln((x + c) / (m + c))`, with a
+//! robust window (its usual offset from its neighbours) and a slow level (for gain drift).
+
+use std::collections::HashMap;
+
+use airq_domain::{Location, Measurements, Pollutant, ProcessedReading};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Settings of the spatial checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpatialConfig {
+    /// Use the neighbours at all (off: every sensor is judged on its own history).
+    pub enabled: bool,
+    /// Sensors closer than this are neighbours, km.
+    pub radius_km: f64,
+    /// Fewer neighbours than this within the radius: the whole fleet is the neighbourhood.
+    pub min_neighbours: usize,
+    /// A neighbour's latest reading counts when it is at most this old, s.
+    pub fresh_secs: i64,
+    /// Offset in the log-ratio, ug/m3: keeps clean-air ratios (2 against 1) from looking
+    /// extreme.
+    pub offset_ugm3: f64,
+    /// Log-ratios in the robust window of a sensor's usual offset from its neighbours.
+    pub window: usize,
+    /// Log-ratios a sensor needs before the spatial checks speak.
+    pub min_history: usize,
+    /// A temporal alert (outlier, shift, drift) stands only if the log-ratio is this many
+    /// robust sigmas off in the same direction; otherwise the neighbours explain it.
+    pub explain_z: f64,
+    /// The log-ratio alone this many robust sigmas off is a fault (`inconsistent`).
+    pub inconsistent_z: f64,
+    /// ... and it must also be at least this far, as a ratio (1.5: reads 50 % more or less
+    /// than its neighbours usually imply).
+    pub inconsistent_ratio: f64,
+    /// Gain drift: Page-Hinkley on the log-ratio against its slow level, in robust sigmas.
+    pub drift_delta: f64,
+    pub drift_threshold: f64,
+    /// Smoothing of the slow level of the log-ratio, per reading.
+    pub level_alpha: f64,
+    /// PM2.5 above PM10 is a fault of this sensor only if its PM2.5/PM10 ratio exceeds the
+    /// neighbours' median ratio by this much (a humid night raises every station's ratio).
+    pub pm_ratio_margin: f64,
+    /// ... and is more than this many times the neighbours' median ratio (in 2013 the
+    /// Beijing stations' ratios spread from 1 to 2 on the same humid night).
+    pub pm_ratio_factor: f64,
+    /// ... and PM2.5 exceeds PM10 by at least this much, ug/m3 (the channels' noise).
+    pub pm_excess_ugm3: f64,
+    /// An exact 0 is a fault when the neighbours' median is at least this, ug/m3.
+    pub zero_min_ugm3: f64,
+    /// A pollution episode: at least this share of the fresh sensors (and two) at or above
+    /// `episode_aqi` (US AQI, 151 = Unhealthy)...
+    pub episode_share: f64,
+    pub episode_aqi: u16,
+    /// ... and it ends after this long below, s.
+    pub episode_gap_secs: i64,
+}
+
+impl Default for SpatialConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            radius_km: 50.0,
+            min_neighbours: 2,
+            fresh_secs: 2 * 3600,
+            offset_ugm3: 5.0,
+            window: 168,
+            min_history: 48,
+            explain_z: 4.0,
+            inconsistent_z: 8.0,
+            inconsistent_ratio: 3.0,
+            drift_delta: 1.25,
+            drift_threshold: 60.0,
+            level_alpha: 0.002,
+            pm_ratio_margin: 0.35,
+            pm_ratio_factor: 1.5,
+            pm_excess_ugm3: 10.0,
+            zero_min_ugm3: 10.0,
+            episode_share: 0.5,
+            episode_aqi: 151,
+            episode_gap_secs: 3 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Latest {
+    location: Location,
+    ts: DateTime<Utc>,
+    clean: Measurements,
+    aqi: Option<u16>,
+}
+
+/// What a reading's neighbours read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// Fresh neighbours.
+    pub count: usize,
+    /// Whether they are the whole fleet (too few within the radius).
+    pub fleet_wide: bool,
+    /// Median clean value per pollutant (by [`Pollutant::index`]).
+    pub median: [Option<f64>; 3],
+    /// Median PM2.5/PM10 ratio.
+    pub pm_ratio: Option<f64>,
+}
+
+/// The latest clean values of every sensor the detector has seen.
+#[derive(Debug, Clone, Default)]
+pub struct Neighbourhood {
+    latest: HashMap<String, Latest>,
+}
+
+impl Neighbourhood {
+    /// Records a processed reading (after it was judged: a sensor is not its own neighbour).
+    pub fn update(&mut self, r: &ProcessedReading) {
+        let newer = self
+            .latest
+            .get(&r.sensor_id)
+            .is_none_or(|l| l.ts <= r.timestamp);
+        if newer {
+            self.latest.insert(
+                r.sensor_id.clone(),
+                Latest {
+                    location: r.location,
+                    ts: r.timestamp,
+                    clean: r.clean,
+                    aqi: r.metrics.us_aqi.map(|a| a.aqi),
+                },
+            );
+        }
+    }
+
+    pub fn forget(&mut self, sensor: &str) {
+        self.latest.remove(sensor);
+    }
+
+    /// The sensors read within `fresh_secs` before or at `ts` (or after it: a replay may
+    /// hold a neighbour's next hour already), other than `sensor`.
+    fn fresh<'a>(
+        &'a self,
+        sensor: &'a str,
+        ts: DateTime<Utc>,
+        cfg: &'a SpatialConfig,
+    ) -> impl Iterator<Item = &'a Latest> + 'a {
+        self.latest
+            .iter()
+            .filter(move |(id, l)| {
+                id.as_str() != sensor && (ts - l.ts).num_seconds().abs() <= cfg.fresh_secs
+            })
+            .map(|(_, l)| l)
+    }
+
+    /// The neighbours' view of a reading of `sensor` at `location` and `ts`.
+    pub fn context(
+        &self,
+        sensor: &str,
+        location: Location,
+        ts: DateTime<Utc>,
+        cfg: &SpatialConfig,
+    ) -> Context {
+        let near: Vec<&Latest> = self
+            .fresh(sensor, ts, cfg)
+            .filter(|l| distance_km(l.location, location) <= cfg.radius_km)
+            .collect();
+        let (chosen, fleet_wide) = if near.len() >= cfg.min_neighbours {
+            (near, false)
+        } else {
+            (self.fresh(sensor, ts, cfg).collect(), true)
+        };
+        let mut ctx = Context {
+            count: chosen.len(),
+            fleet_wide,
+            ..Context::default()
+        };
+        for p in Pollutant::ALL {
+            let mut v: Vec<f64> = chosen.iter().filter_map(|l| l.clean.get(p)).collect();
+            ctx.median[p.index()] = median(&mut v);
+        }
+        let mut ratios: Vec<f64> = chosen.iter().filter_map(|l| pm_ratio(&l.clean)).collect();
+        ctx.pm_ratio = median(&mut ratios);
+        ctx
+    }
+
+    /// The fresh sensors at `ts` (all of them) and those at or above `aqi`.
+    pub fn aqi_share(
+        &self,
+        ts: DateTime<Utc>,
+        aqi: u16,
+        cfg: &SpatialConfig,
+    ) -> (usize, Vec<&str>) {
+        let mut fresh = 0;
+        let mut high = Vec::new();
+        for (id, l) in &self.latest {
+            if (ts - l.ts).num_seconds().abs() > cfg.fresh_secs {
+                continue;
+            }
+            fresh += 1;
+            if l.aqi.is_some_and(|a| a >= aqi) {
+                high.push(id.as_str());
+            }
+        }
+        high.sort_unstable();
+        (fresh, high)
+    }
+
+    /// The latest US AQI of a sensor.
+    pub fn aqi_of(&self, sensor: &str) -> Option<u16> {
+        self.latest.get(sensor).and_then(|l| l.aqi)
+    }
+
+    pub fn location_of(&self, sensor: &str) -> Option<Location> {
+        self.latest.get(sensor).map(|l| l.location)
+    }
+}
+
+/// PM2.5/PM10 of a reading with both (PM10 at least 1 ug/m3).
+pub fn pm_ratio(m: &Measurements) -> Option<f64> {
+    match (m.pm2_5, m.pm10) {
+        (Some(a), Some(b)) if b >= 1.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// The log-ratio of a value to its neighbours' median.
+pub fn log_ratio(x: f64, neighbours: f64, offset: f64) -> f64 {
+    ((x.max(0.0) + offset) / (neighbours.max(0.0) + offset)).ln()
+}
+
+/// Great-circle distance, km.
+pub fn distance_km(a: Location, b: Location) -> f64 {
+    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dlat = la2 - la1;
+    let dlon = (b.lon - a.lon).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().min(1.0).asin()
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(lat: f64, lon: f64) -> Location {
+        Location { lat, lon }
+    }
+
+    #[test]
+    fn beijing_to_paris_is_about_8200_km() {
+        let d = distance_km(at(39.9, 116.4), at(48.86, 2.35));
+        assert!((d - 8220.0).abs() < 30.0, "{d}");
+    }
+
+    #[test]
+    fn a_log_ratio_is_zero_when_the_sensor_reads_its_neighbours() {
+        assert_eq!(log_ratio(40.0, 40.0, 5.0), 0.0);
+        assert!(log_ratio(95.0, 40.0, 5.0) > 0.69);
+        // Clean air: 2 against 1 is not a factor of two.
+        assert!(log_ratio(2.0, 1.0, 5.0) < 0.16);
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&mut []), None);
+    }
+}
