@@ -144,26 +144,40 @@ fn overlaps(a: (DateTime<Utc>, DateTime<Utc>), b: (DateTime<Utc>, DateTime<Utc>)
 /// Scores alerts against the ground truth.
 pub fn score(truth: &[GroundTruth], alerts: &[AnomalyEvent]) -> Report {
     let faults: Vec<&GroundTruth> = truth.iter().filter(|t| is_sensor_fault(t.kind)).collect();
+    let alerts: Vec<&AnomalyEvent> = alerts.iter().collect();
+    tally(
+        &faults,
+        &alerts,
+        |f| format!("{:?}", f.kind),
+        |f| f.start,
+        |a, f| a.sensor_id == f.sensor_id && overlaps((a.start, a.end), (f.start, f.end)),
+    )
+}
+
+/// Event-by-event scoring, whatever the ground truth's type: a fault is detected when an
+/// alert `hit`s it (the first one gives the delay), an alert is true when it hits a fault.
+pub fn tally<F>(
+    faults: &[F],
+    alerts: &[&AnomalyEvent],
+    kind: impl Fn(&F) -> String,
+    start: impl Fn(&F) -> DateTime<Utc>,
+    hit: impl Fn(&AnomalyEvent, &F) -> bool,
+) -> Report {
     let mut r = Report::default();
-    for f in &faults {
-        let hits = alerts
-            .iter()
-            .filter(|a| a.sensor_id == f.sensor_id && overlaps((a.start, a.end), (f.start, f.end)));
-        let first = hits.map(|a| a.start).min();
-        let c = r.by_fault.entry(format!("{:?}", f.kind)).or_default();
+    for f in faults {
+        let first = alerts.iter().filter(|a| hit(a, f)).map(|a| a.start).min();
+        let c = r.by_fault.entry(kind(f)).or_default();
         c.episodes += 1;
         r.overall.episodes += 1;
         if let Some(first) = first {
             c.detected += 1;
             r.overall.detected += 1;
             r.delays
-                .push(((first - f.start).num_milliseconds() as f64 / 1000.0).max(0.0));
+                .push(((first - start(f)).num_milliseconds() as f64 / 1000.0).max(0.0));
         }
     }
     for a in alerts {
-        let true_alert = faults
-            .iter()
-            .any(|f| f.sensor_id == a.sensor_id && overlaps((a.start, a.end), (f.start, f.end)));
+        let true_alert = faults.iter().any(|f| hit(a, f));
         let c = r.by_alert.entry(a.kind.as_str().to_owned()).or_default();
         c.alerts += 1;
         r.overall.alerts += 1;

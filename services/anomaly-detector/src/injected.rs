@@ -5,30 +5,22 @@
 //! both name one); an alert in the scored window that overlaps no fault is a false alert,
 //! whatever it is about (a real problem of the source counts against the detector too).
 
-use std::collections::BTreeMap;
-
 use airq_detect::AnomalyEvent;
 use airq_sim::inject::Injected;
 use chrono::{DateTime, Utc};
 
-use crate::evaluate::Counts;
+use crate::evaluate::tally;
 
-/// The report of one seed.
+/// The report of one seed: the event-by-event counts and the sensor-days scored.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
-    /// Per fault kind: faults and how many were found.
-    pub by_fault: BTreeMap<&'static str, Counts>,
-    /// Per alert kind: alerts and how many overlap a fault.
-    pub by_alert: BTreeMap<String, Counts>,
-    pub overall: Counts,
-    /// Seconds from a fault's start to its first alert's start, sorted.
-    pub delays: Vec<f64>,
+    pub counts: crate::evaluate::Report,
     pub sensor_days: f64,
 }
 
 impl Report {
     pub fn false_alerts(&self) -> usize {
-        self.overall.alerts - self.overall.true_alerts
+        self.counts.overall.alerts - self.counts.overall.true_alerts
     }
 
     pub fn false_per_sensor_day(&self) -> f64 {
@@ -37,11 +29,6 @@ impl Report {
         } else {
             0.0
         }
-    }
-
-    pub fn delay_quantile(&self, q: f64) -> Option<f64> {
-        let n = self.delays.len();
-        (n > 0).then(|| self.delays[((n - 1) as f64 * q).round() as usize])
     }
 }
 
@@ -65,38 +52,16 @@ pub fn score(
         .iter()
         .filter(|a| a.end >= from && a.start < to)
         .collect();
-    let mut r = Report {
+    Report {
+        counts: tally(
+            truth,
+            &scored,
+            |f| f.kind.as_str().to_owned(),
+            |f| f.start,
+            matches,
+        ),
         sensor_days: (to - from).num_seconds() as f64 / 86_400.0 * sensors as f64,
-        ..Report::default()
-    };
-    for f in truth {
-        let first = scored
-            .iter()
-            .filter(|a| matches(a, f))
-            .map(|a| a.start)
-            .min();
-        let c = r.by_fault.entry(f.kind.as_str()).or_default();
-        c.episodes += 1;
-        r.overall.episodes += 1;
-        if let Some(first) = first {
-            c.detected += 1;
-            r.overall.detected += 1;
-            r.delays
-                .push(((first - f.start).num_seconds() as f64).max(0.0));
-        }
     }
-    for a in scored {
-        let hit = truth.iter().any(|f| matches(a, f));
-        let c = r.by_alert.entry(a.kind.as_str().to_owned()).or_default();
-        c.alerts += 1;
-        r.overall.alerts += 1;
-        if hit {
-            c.true_alerts += 1;
-            r.overall.true_alerts += 1;
-        }
-    }
-    r.delays.sort_by(f64::total_cmp);
-    r
 }
 
 /// `evaluate-real`: loads the Beijing data, injects faults from `test_from` on, runs the
@@ -144,12 +109,13 @@ pub fn run_cli(
     let started = std::time::Instant::now();
     let outcome = crate::backtest::run(readings.into_iter().filter(has_value), qc, detect);
     let secs = started.elapsed().as_secs_f64();
-    let r = score(&truth, &outcome.alerts, from, to, sensors);
+    let report = score(&truth, &outcome.alerts, from, to, sensors);
+    let r = &report.counts;
     println!(
         "seed {seed}: {} faults injected from {test_from}, {} readings in {secs:.1} s, {:.0} sensor-days scored",
         truth.len(),
         outcome.readings,
-        r.sensor_days
+        report.sensor_days
     );
     println!(
         "{:<16} {:>7} {:>6} {:>7}",
@@ -183,8 +149,8 @@ pub fn run_cli(
         o.f1(),
         r.delay_quantile(0.5).unwrap_or(f64::NAN) / 3600.0,
         r.delay_quantile(0.95).unwrap_or(f64::NAN) / 3600.0,
-        r.false_alerts(),
-        r.false_per_sensor_day(),
+        report.false_alerts(),
+        report.false_per_sensor_day(),
         outcome.episodes.len()
     );
     Ok(())
@@ -240,11 +206,17 @@ mod tests {
             alert("a", None, 19, 25),                  // no pollutant named: true
         ];
         let r = score(&truth, &alerts, t(0), t(48), 2);
-        assert_eq!((r.overall.detected, r.overall.episodes), (1, 1));
-        assert_eq!((r.overall.true_alerts, r.overall.alerts), (2, 5));
+        assert_eq!(
+            (r.counts.overall.detected, r.counts.overall.episodes),
+            (1, 1)
+        );
+        assert_eq!(
+            (r.counts.overall.true_alerts, r.counts.overall.alerts),
+            (2, 5)
+        );
         assert_eq!(r.false_alerts(), 3);
         assert_eq!(r.sensor_days, 4.0);
         assert_eq!(r.false_per_sensor_day(), 0.75);
-        assert_eq!(r.delays, [5.0 * 3600.0]);
+        assert_eq!(r.counts.delays, [5.0 * 3600.0]);
     }
 }
