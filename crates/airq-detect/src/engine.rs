@@ -235,7 +235,7 @@ impl Detector {
             if d.flag == Flag::Spike
                 && d.pollutant
                     .and_then(|p| spatial_z[p.index()])
-                    .is_some_and(|z| z.abs() <= sp.explain_z)
+                    .is_some_and(|z| z.abs() <= sp.spike_z)
             {
                 step.explained += 1;
                 continue;
@@ -511,6 +511,7 @@ fn spatial_step(
 fn min_points(kind: AnomalyKind, cfg: &DetectorConfig) -> u32 {
     match kind {
         AnomalyKind::Flatline => cfg.flatline_min_points,
+        AnomalyKind::Pm25AbovePm10 => cfg.pm25_above_pm10_min_points,
         _ => 1,
     }
 }

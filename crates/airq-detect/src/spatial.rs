@@ -39,6 +39,9 @@ pub struct SpatialConfig {
     /// A temporal alert (outlier, shift, drift) stands only if the log-ratio is this many
     /// robust sigmas off in the same direction; otherwise the neighbours explain it.
     pub explain_z: f64,
+    /// A rate-of-change spike stands only if the value is this many robust sigmas above
+    /// its neighbours (a real plume arrives at one station first: more than `explain_z`).
+    pub spike_z: f64,
     /// The log-ratio alone this many robust sigmas off is a fault (`inconsistent`).
     pub inconsistent_z: f64,
     /// ... and it must also be at least this far, as a ratio (1.5: reads 50 % more or less
@@ -77,12 +80,13 @@ impl Default for SpatialConfig {
             offset_ugm3: 5.0,
             window: 168,
             min_history: 48,
-            explain_z: 4.0,
-            inconsistent_z: 8.0,
+            explain_z: 5.0,
+            spike_z: 10.0,
+            inconsistent_z: 12.0,
             inconsistent_ratio: 3.0,
-            drift_delta: 1.25,
+            drift_delta: 1.0,
             drift_threshold: 60.0,
-            level_alpha: 0.002,
+            level_alpha: 0.001,
             pm_ratio_margin: 0.35,
             pm_ratio_factor: 1.5,
             pm_excess_ugm3: 10.0,
