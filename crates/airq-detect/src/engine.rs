@@ -99,6 +99,11 @@ pub struct Step {
     pub robust_z: [Option<f64>; 3],
     /// Robust z-score of the log-ratio to the neighbours, once the spatial baseline is warm.
     pub spatial_z: [Option<f64>; 3],
+    /// How far this point is from the sensor's usual level, per pollutant, once the
+    /// baseline is warm: the larger of |robust z| / `z_threshold` and |EWMA| /
+    /// `ewma_limit` (1 = at the threshold). Page-Hinkley is left out: it accumulates
+    /// evidence since a change and stays high long after the point itself is ordinary.
+    pub strength: [Option<f64>; 3],
     /// A pollution episode opened or closed at this reading.
     pub episode: Option<PollutionEpisode>,
     /// Temporal alerts the neighbours explained (not raised).
@@ -326,6 +331,8 @@ impl Detector {
                         });
                 }
                 let ew = ps.ewma.update(rr, cfg.ewma_lambda);
+                step.strength[p.index()] =
+                    Some((z.abs() / cfg.z_threshold).max(ew.abs() / cfg.ewma_limit));
                 if ew.abs() > cfg.ewma_limit && !explained(ew) {
                     firings.push(Firing {
                         pollutant: Some(p),

@@ -1,11 +1,17 @@
 //! `score`: the streaming detectors over any univariate time series from a CSV file, for
-//! backtesting on one's own data. Each row gets the robust z-score against the series'
-//! hour-of-day baseline and a flag when any detector (robust z, EWMA, Page-Hinkley,
-//! silence) fires on it.
+//! backtesting on one's own data. Each row gets:
+//! - the robust z-score against the series' hour-of-day baseline;
+//! - a continuous anomaly score in [0, 1] ([`anomaly_score`]): 0.5 where the strongest
+//!   detector is exactly at its threshold, towards 1 far beyond it, so a user can pick a
+//!   threshold of their own;
+//! - a flag on the row where an event *starts*: a detector (robust z, EWMA shift,
+//!   Page-Hinkley drift, silence) that fires there and did not on the row before. A series
+//!   that sits at a new level is one event at its onset, not a flag on every row that
+//!   follows; its rows keep their score.
 
 use std::io::{Read, Write};
 
-use airq_detect::{Detector, DetectorConfig};
+use airq_detect::{AnomalyKind, Detector, DetectorConfig};
 use airq_domain::processed::{Metrics, PROCESSED_SCHEMA_VERSION};
 use airq_domain::{Location, Measurements, Pollutant, ProcessedReading};
 use anyhow::{Context, bail};
@@ -28,6 +34,13 @@ pub struct Summary {
     pub flagged: usize,
 }
 
+/// A detector statistic over its threshold (`strength`, 1 = at the threshold) as a score
+/// in [0, 1): `s^2 / (1 + s^2)`, 0.5 at the threshold, 0.8 at twice it, 0.9 at three times.
+pub fn anomaly_score(strength: f64) -> f64 {
+    let s2 = strength * strength;
+    s2 / (1.0 + s2)
+}
+
 /// Parses RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DDTHH:MM[:SS]` taken as UTC.
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
@@ -45,7 +58,8 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     .map(|t| t.and_utc())
 }
 
-/// Scores every row of `input` and writes `timestamp,value,robust_z,flag,detectors`.
+/// Scores every row of `input` and writes `timestamp,value,robust_z,score,flag,detectors`
+/// (`detectors`: the events that start on the row).
 /// An empty or non-numeric value (`NA`) is written with empty score and flag 0.
 pub fn score_csv(
     input: impl Read,
@@ -66,7 +80,16 @@ pub fn score_csv(
     let start: DateTime<Utc> = DateTime::UNIX_EPOCH + chrono::Duration::days(10_957);
     let mut det = Detector::new(cfg);
     let mut out = csv::Writer::from_writer(output);
-    out.write_record(["timestamp", "value", "robust_z", "flag", "detectors"])?;
+    out.write_record([
+        "timestamp",
+        "value",
+        "robust_z",
+        "score",
+        "flag",
+        "detectors",
+    ])?;
+    // The detectors firing on the previous scored row: a run of rows is one event.
+    let mut ongoing: Vec<AnomalyKind> = Vec::new();
     let mut summary = Summary::default();
     for (i, row) in rdr.records().enumerate() {
         let row = row.with_context(|| format!("reading CSV row {}", i + 2))?;
@@ -91,6 +114,7 @@ pub fn score_csv(
                 ts.to_rfc3339(),
                 String::new(),
                 String::new(),
+                String::new(),
                 "0".into(),
                 String::new(),
             ])?;
@@ -98,20 +122,28 @@ pub fn score_csv(
         };
         let step = det.step(&series_point(ts, value));
         let z = step.robust_z[Pollutant::Pm25.index()];
-        let mut kinds: Vec<&str> = step.kinds.iter().map(|(_, k)| k.as_str()).collect();
+        let now: Vec<AnomalyKind> = step.kinds.iter().map(|(_, k)| *k).collect();
+        let mut kinds: Vec<&str> = now
+            .iter()
+            .filter(|k| !ongoing.contains(k))
+            .map(|k| k.as_str())
+            .collect();
+        ongoing = now;
         kinds.extend(
             step.events
                 .iter()
-                .filter(|e| e.kind == airq_detect::AnomalyKind::Silence)
+                .filter(|e| e.kind == AnomalyKind::Silence)
                 .map(|e| e.kind.as_str()),
         );
         kinds.sort_unstable();
         kinds.dedup();
+        let score = step.strength[Pollutant::Pm25.index()].map(anomaly_score);
         summary.flagged += usize::from(!kinds.is_empty());
         out.write_record([
             ts.to_rfc3339(),
             value.to_string(),
             z.map(|z| format!("{z:.3}")).unwrap_or_default(),
+            score.map(|s| format!("{s:.4}")).unwrap_or_default(),
             u8::from(!kinds.is_empty()).to_string(),
             kinds.join(";"),
         ])?;
@@ -196,6 +228,59 @@ mod tests {
             flagged[0]
         );
         assert!(flagged[0].ends_with("outlier"), "{}", flagged[0]);
+    }
+
+    #[test]
+    fn a_new_level_is_one_event_at_its_onset_and_the_score_grows_with_the_deviation() {
+        // Five quiet days at 50, then the series sits at 150 for five days.
+        let mut input = String::from("when,level\n");
+        for h in 0..240_i64 {
+            let t = start() + chrono::Duration::hours(h);
+            let v = if h < 120 { 50.0 } else { 150.0 } + (h * 7 % 5) as f64;
+            input.push_str(&format!("{},{v}\n", t.to_rfc3339()));
+        }
+        let cols = Columns {
+            value: "level".into(),
+            timestamp: Some("when".into()),
+            interval_secs: 3600,
+        };
+        let mut out = Vec::new();
+        score_csv(input.as_bytes(), &mut out, &cols, DetectorConfig::default()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        let score = |r: &Vec<&str>| r[3].parse::<f64>().ok();
+        for r in &rows {
+            assert!(score(r).is_none_or(|s| (0.0..1.0).contains(&s)), "{r:?}");
+        }
+        for kind in ["outlier", "shift", "drift"] {
+            let onsets = rows.iter().filter(|r| r[5].contains(kind)).count();
+            assert!(onsets <= 1, "{kind} reported {onsets} times:\n{text}");
+        }
+        let flagged_after: Vec<_> = rows[120..].iter().filter(|r| r[4] == "1").collect();
+        assert!(
+            !flagged_after.is_empty() && flagged_after.len() <= 3,
+            "the new level is an event at its onset: {flagged_after:?}"
+        );
+        let quiet: Vec<f64> = rows[60..120].iter().filter_map(score).collect();
+        let quiet_max = quiet.iter().copied().fold(0.0, f64::max);
+        let at_step = score(&rows[120]).unwrap();
+        assert!(quiet_max < 0.2, "quiet rows score low: {quiet_max}");
+        assert!(
+            at_step >= 0.5,
+            "the step scores at least its threshold: {at_step}"
+        );
+    }
+
+    #[test]
+    fn the_score_is_half_at_the_threshold_and_rises_towards_one() {
+        assert_eq!(anomaly_score(0.0), 0.0);
+        assert!((anomaly_score(1.0) - 0.5).abs() < 1e-12);
+        assert!((anomaly_score(3.0) - 0.9).abs() < 1e-12);
+        assert!(anomaly_score(100.0) < 1.0 && anomaly_score(100.0) > anomaly_score(3.0));
     }
 
     #[test]
