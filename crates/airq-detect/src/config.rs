@@ -38,7 +38,6 @@ pub struct DetectorConfig {
     /// it is reported. 1 on Beijing: 2 halves the source's own reports but also misses
     /// noisy channels and spikes that read PM2.5 above PM10 for one hour (recall 0.902 ->
     /// 0.888 on injected faults, docs/detection.md).
-    #[serde(default = "default_pm_min_points")]
     pub pm25_above_pm10_min_points: u32,
     /// The neighbours' context (`[detect.spatial]`; its own defaults when absent).
     #[serde(default)]
@@ -62,12 +61,8 @@ impl Default for DetectorConfig {
             silence_min_secs: 60,
             episode_gap_factor: 3.0,
             flatline_min_points: 3,
-            pm25_above_pm10_min_points: default_pm_min_points(),
+            pm25_above_pm10_min_points: 1,
             spatial: SpatialConfig::default(),
         }
     }
-}
-
-fn default_pm_min_points() -> u32 {
-    1
 }

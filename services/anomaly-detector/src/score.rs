@@ -1,7 +1,7 @@
 //! `score`: the streaming detectors over any univariate time series from a CSV file, for
 //! backtesting on one's own data. Each row gets:
 //! - the robust z-score against the series' hour-of-day baseline;
-//! - a continuous anomaly score in [0, 1] ([`anomaly_score`]): 0.5 where the strongest
+//! - a continuous anomaly score in [0, 1) ([`anomaly_score`]): 0.5 where the strongest
 //!   detector is exactly at its threshold, towards 1 far beyond it, so a user can pick a
 //!   threshold of their own;
 //! - a flag on the row where an event *starts*: a detector (robust z, EWMA shift,
