@@ -129,6 +129,10 @@ impl Detector {
         }
     }
 
+    pub fn config(&self) -> &DetectorConfig {
+        &self.cfg
+    }
+
     /// Whether this detector holds state for `sensor`.
     pub fn knows(&self, sensor: &str) -> bool {
         self.sensors.contains_key(sensor)
@@ -149,6 +153,23 @@ impl Detector {
     /// Processes one reading; returns the events to publish (opened or closed anomalies).
     pub fn process(&mut self, r: &ProcessedReading) -> Vec<AnomalyEvent> {
         self.step(r).events
+    }
+
+    /// Judges the readings of one timestamp (a closed [`crate::Tick`], sorted by sensor):
+    /// their values enter the neighbourhood first, so each is judged against what its
+    /// neighbours read at that same time, whatever order they arrived in.
+    pub fn judge_tick<'a>(
+        &mut self,
+        readings: impl IntoIterator<Item = &'a ProcessedReading> + Clone,
+    ) -> Vec<Step> {
+        if self.cfg.spatial.enabled {
+            readings
+                .clone()
+                .into_iter()
+                .filter(|r| !r.flags.contains(Flag::Duplicate) && !r.flags.contains(Flag::Late))
+                .for_each(|r| self.neighbours.update(r));
+        }
+        readings.into_iter().map(|r| self.step(r)).collect()
     }
 
     /// Processes one reading; returns the events and every detector's score for it.

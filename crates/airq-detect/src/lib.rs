@@ -8,7 +8,9 @@
 //! - [`spatial`]: the neighbours' context (sensor faults told apart from regional
 //!   pollution); [`pollution`]: pollution episodes the network sees;
 //! - [`engine`]: per-sensor state and [`engine::Detector::process`], one processed
-//!   reading in, anomaly events out.
+//!   reading in, anomaly events out;
+//! - [`ticks`]: the readings of one timestamp held until every expected sensor reported
+//!   it, then judged together ([`engine::Detector::judge_tick`]).
 
 pub mod config;
 pub mod engine;
@@ -16,9 +18,11 @@ pub mod episode;
 pub mod pollution;
 pub mod spatial;
 pub mod stats;
+pub mod ticks;
 
 pub use config::DetectorConfig;
 pub use engine::{Detector, Step};
 pub use episode::{AnomalyEvent, AnomalyKind, Severity, Status};
 pub use pollution::PollutionEpisode;
 pub use spatial::SpatialConfig;
+pub use ticks::{Tick, Ticks};

@@ -39,6 +39,20 @@ pub struct Location {
     pub lon: f64,
 }
 
+impl Location {
+    /// The key of this location's region: the cell of a `cell_deg` grid of latitude and
+    /// longitude (`"39:116"` for Beijing at 1 degree), or `"all"`, one region for the whole
+    /// fleet, when `cell_deg` is 0 or less. `processed_data` is keyed by it, so one
+    /// detector instance sees every sensor of a region.
+    pub fn region_key(&self, cell_deg: f64) -> String {
+        if cell_deg.is_nan() || cell_deg <= 0.0 {
+            return "all".to_owned();
+        }
+        let cell = |x: f64| (x / cell_deg).floor() as i64;
+        format!("{}:{}", cell(self.lat), cell(self.lon))
+    }
+}
+
 /// Concentrations in ug/m3; `None` means the sensor sent no value (e.g. `NA` in replay).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Measurements {
@@ -124,5 +138,15 @@ mod tests {
             json,
             r#"{"sensor_id":"CAP_001","timestamp":"2024-01-15T14:30:00Z","location":{"lat":48.8566,"lon":2.3522},"measurements":{"pm2_5":12.5,"pm10":25.3,"no2":40.2}}"#
         );
+    }
+
+    #[test]
+    fn region_key_is_a_grid_cell_or_the_whole_fleet() {
+        let at = |lat, lon| Location { lat, lon };
+        assert_eq!(at(39.93, 116.42).region_key(1.0), "39:116");
+        assert_eq!(at(39.93, 116.42).region_key(0.5), "79:232");
+        assert_eq!(at(-33.9, -0.2).region_key(1.0), "-34:-1");
+        assert_eq!(at(39.93, 116.42).region_key(0.0), "all");
+        assert_eq!(at(39.93, 116.42).region_key(f64::NAN), "all");
     }
 }

@@ -4,10 +4,13 @@ use std::collections::HashMap;
 
 use rdkafka::{Offset, TopicPartitionList};
 
-/// The highest offset seen per (topic, partition) in a batch.
+/// The highest offset seen per (topic, partition) in a batch, and the lowest offset the
+/// processor still holds (a message it will judge later: the stored offset stays at it, so a
+/// crash redelivers it).
 #[derive(Debug, Default, Clone)]
 pub struct OffsetTracker {
     highest: HashMap<(String, i32), i64>,
+    held: HashMap<(String, i32), i64>,
 }
 
 impl OffsetTracker {
@@ -19,12 +22,26 @@ impl OffsetTracker {
         *entry = (*entry).max(offset);
     }
 
-    /// The list to store: Kafka's committed offset is the *next* offset to read.
+    /// A message at `offset` is still held: no offset past it is stored for its partition.
+    pub fn hold_back(&mut self, topic: &str, partition: i32, offset: i64) {
+        let entry = self
+            .held
+            .entry((topic.to_owned(), partition))
+            .or_insert(offset);
+        *entry = (*entry).min(offset);
+    }
+
+    /// The list to store: Kafka's committed offset is the *next* offset to read (or the
+    /// oldest message held).
     pub fn to_store(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &self.highest {
+        for (key, offset) in &self.highest {
+            let next = self
+                .held
+                .get(key)
+                .map_or(offset + 1, |h| (*h).min(offset + 1));
             // Cannot fail for a partition that is not yet in the list.
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(offset + 1));
+            let _ = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(next));
         }
         tpl
     }
@@ -48,6 +65,29 @@ mod tests {
         assert_eq!(
             tpl.find_partition("raw", 1).unwrap().offset(),
             Offset::Offset(8)
+        );
+    }
+
+    #[test]
+    fn a_held_message_keeps_its_partitions_offset_at_it() {
+        let mut t = OffsetTracker::default();
+        t.observe("p", 0, 9);
+        t.observe("p", 1, 9);
+        t.hold_back("p", 0, 4);
+        t.hold_back("p", 0, 6);
+        t.hold_back("p", 2, 1);
+        let tpl = t.to_store();
+        assert_eq!(
+            tpl.find_partition("p", 0).unwrap().offset(),
+            Offset::Offset(4)
+        );
+        assert_eq!(
+            tpl.find_partition("p", 1).unwrap().offset(),
+            Offset::Offset(10)
+        );
+        assert!(
+            tpl.find_partition("p", 2).is_none(),
+            "a partition not in the batch is not stored"
         );
     }
 }

@@ -3,14 +3,15 @@
 //! Input: JSON lines in the `raw_data` shape (validated as the cleaner validates them), or a
 //! CSV with `timestamp,sensor_id,lat,lon,pm2_5,pm10,no2` (empty cells are absent values),
 //! many sensors, in time order. The readings go through the same `Cleaner` and `Detector`
-//! as the services, one at a time, neighbours included. Output: one JSON line per alert (its
+//! as the services, neighbours included: each reading is cleaned, held until its
+//! timestamp's tick closes, and judged with the tick (as the service does). Output: one JSON line per alert (its
 //! final state) and one per pollution episode.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use airq_detect::{AnomalyEvent, Detector, DetectorConfig, PollutionEpisode};
+use airq_detect::{AnomalyEvent, Detector, DetectorConfig, PollutionEpisode, Tick, Ticks};
 use airq_domain::qc::QcConfig;
 use airq_domain::sensor::Cleaner;
 use airq_domain::validate::{ValidationConfig, decode};
@@ -37,31 +38,80 @@ pub fn run(
     qc: QcConfig,
     detect: DetectorConfig,
 ) -> Outcome {
-    let mut cleaner = Cleaner::new(qc);
-    let mut det = Detector::new(detect);
-    let mut alerts: BTreeMap<String, AnomalyEvent> = BTreeMap::new();
-    let mut episodes: BTreeMap<String, PollutionEpisode> = BTreeMap::new();
-    let mut out = Outcome::default();
-    for r in readings {
-        out.readings += 1;
-        let step = det.step(&cleaner.process(r));
-        out.explained += step.explained;
-        for e in step.events {
-            alerts.insert(e.id.clone(), e);
+    let mut bt = Backtest::new(qc, detect);
+    readings.into_iter().for_each(|r| bt.push(r));
+    bt.finish()
+}
+
+/// The production cleaning and detection over readings pushed one at a time: each is
+/// cleaned at once, then judged when its tick closes ([`airq_detect::ticks`]), as the
+/// streaming service judges it.
+pub struct Backtest {
+    cleaner: Cleaner,
+    det: Detector,
+    ticks: Ticks<()>,
+    /// Every event in the order it was raised (as the service publishes them).
+    pub events: Vec<AnomalyEvent>,
+    episodes: Vec<PollutionEpisode>,
+    readings: usize,
+    explained: usize,
+}
+
+impl Backtest {
+    pub fn new(qc: QcConfig, detect: DetectorConfig) -> Self {
+        Self {
+            cleaner: Cleaner::new(qc),
+            ticks: Ticks::sorted(&detect.spatial),
+            det: Detector::new(detect),
+            events: Vec::new(),
+            episodes: Vec::new(),
+            readings: 0,
+            explained: 0,
         }
-        if let Some(e) = step.episode {
-            episodes.insert(e.id.clone(), e);
+    }
+
+    pub fn push(&mut self, r: Reading) {
+        self.readings += 1;
+        self.ticks.push(self.cleaner.process(r), (), 0);
+        let ready = self.ticks.ready();
+        self.judge(ready);
+    }
+
+    /// Judges the ticks still open, as the service does once they waited long enough.
+    pub fn close_ticks(&mut self) {
+        let rest = self.ticks.drain();
+        self.judge(rest);
+    }
+
+    fn judge(&mut self, ticks: Vec<Tick<()>>) {
+        for tick in ticks {
+            for step in self.det.judge_tick(tick.readings.iter().map(|(r, _)| r)) {
+                self.explained += step.explained;
+                self.events.extend(step.events);
+                self.episodes.extend(step.episode);
+            }
         }
     }
-    for e in det.flush() {
-        alerts.insert(e.id.clone(), e);
+
+    /// Closes every tick, alert and episode: each alert's and episode's final state.
+    pub fn finish(mut self) -> Outcome {
+        self.close_ticks();
+        self.events.extend(self.det.flush());
+        self.episodes.extend(self.det.flush_episode());
+        let alerts: BTreeMap<String, AnomalyEvent> =
+            self.events.into_iter().map(|e| (e.id.clone(), e)).collect();
+        let episodes: BTreeMap<String, PollutionEpisode> = self
+            .episodes
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        Outcome {
+            alerts: alerts.into_values().collect(),
+            episodes: episodes.into_values().collect(),
+            readings: self.readings,
+            explained: self.explained,
+        }
     }
-    if let Some(e) = det.flush_episode() {
-        episodes.insert(e.id.clone(), e);
-    }
-    out.alerts = alerts.into_values().collect();
-    out.episodes = episodes.into_values().collect();
-    out
 }
 
 /// A line or row that is not a reading, and why.

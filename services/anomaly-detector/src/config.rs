@@ -15,6 +15,7 @@ pub struct Settings {
     /// The consumer loop (`airq_kafka::runtime`).
     pub detector: ConsumerSettings,
     pub warm: WarmSettings,
+    pub ticks: TickSettings,
     pub detect: DetectorConfig,
     pub qc: QcConfig,
 }
@@ -28,6 +29,15 @@ pub struct WarmSettings {
     pub hours: i64,
     /// Sensors whose history is read in one query (bounds the memory of one page).
     pub page_sensors: usize,
+}
+
+/// The event-time ticks of the live stream (`airq_detect::ticks`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TickSettings {
+    /// A tick still waiting for a sensor after this long (processing time) is judged
+    /// without it: the most a stopped sensor delays its neighbours' alerts, ms.
+    pub wait_ms: u64,
 }
 
 impl Settings {
@@ -48,11 +58,7 @@ mod tests {
     #[test]
     fn embedded_defaults_match_the_code_defaults() {
         let s = Settings::defaults().unwrap();
-        // The one difference: the streaming service runs without the neighbours' context
-        // (default.toml says why).
-        let mut streaming = DetectorConfig::default();
-        streaming.spatial.enabled = false;
-        assert_eq!(s.detect, streaming);
+        assert_eq!(s.detect, DetectorConfig::default());
         assert_eq!(s.qc, QcConfig::default());
     }
 }

@@ -1,15 +1,20 @@
 //! The detector state of the sensors this instance owns, kept valid across restarts and
 //! rebalances: a sensor's state is warmed from its stored history before its first
 //! reading is processed, and dropped when its partition's offsets show a gap or a rewind
-//! (another instance processed that partition meanwhile).
+//! (another instance processed that partition meanwhile). Live readings are held in
+//! event-time ticks ([`airq_detect::ticks`]) and judged when their tick closes, with the
+//! message each came from.
 
 use std::collections::{HashMap, HashSet};
 
-use airq_detect::{AnomalyEvent, Detector, DetectorConfig};
+use airq_detect::{AnomalyEvent, Detector, DetectorConfig, Ticks};
 use airq_domain::ProcessedReading;
 use airq_domain::qc::{Flag, QcConfig};
 use airq_domain::sensor::Cleaner;
 use airq_store::readings::StoredRaw;
+use chrono::{DateTime, Utc};
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
 
 /// What [`Fleet::observe`] made of a message's offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +29,9 @@ pub enum Seen {
 
 pub struct Fleet {
     detector: Detector,
+    /// Each held reading with its message; `None`: a stored reading of the warm start that
+    /// shares a tick with live ones (judged with them, its events were written already).
+    ticks: Ticks<Option<OwnedMessage>>,
     qc: QcConfig,
     warmed: HashSet<String>,
     next_offset: HashMap<(String, i32), i64>,
@@ -33,6 +41,7 @@ pub struct Fleet {
 impl Fleet {
     pub fn new(detect: DetectorConfig, qc: QcConfig) -> Self {
         Self {
+            ticks: Ticks::new(&detect.spatial),
             detector: Detector::new(detect),
             qc,
             warmed: HashSet::new(),
@@ -58,6 +67,7 @@ impl Fleet {
                 let dropped = self.sensors_of.remove(&key).unwrap_or_default();
                 for s in &dropped {
                     self.detector.forget(s);
+                    self.ticks.forget(s);
                     self.warmed.remove(s);
                 }
                 seen = Seen::AfterGap {
@@ -77,6 +87,7 @@ impl Fleet {
     /// Drops a sensor's state (it went quiet); it is warmed again if it comes back.
     pub fn forget(&mut self, sensor: &str) {
         self.detector.forget(sensor);
+        self.ticks.forget(sensor);
         self.warmed.remove(sensor);
         for sensors in self.sensors_of.values_mut() {
             sensors.remove(sensor);
@@ -87,21 +98,99 @@ impl Fleet {
         !self.warmed.contains(sensor)
     }
 
-    /// Rebuilds `sensor`'s state from its stored history (oldest first), through the same
-    /// cleaning and detection code as the stream; the events it raises were published
-    /// when those readings were first processed, so they are dropped. Late readings are
-    /// skipped, as they were live.
+    /// Rebuilds `sensor`'s state from its stored history (oldest first); see [`Fleet::warm_all`].
     pub fn warm(&mut self, sensor: &str, history: &[StoredRaw]) {
-        self.detector.forget(sensor);
-        let mut cleaner = Cleaner::new(self.qc.clone());
-        for h in history.iter().filter(|h| !h.flags.contains(Flag::Late)) {
-            let _replayed = self.detector.process(&cleaner.process(h.reading.clone()));
-        }
-        self.warmed.insert(sensor.to_owned());
+        self.warm_all(&[(sensor, history)], None, 0);
     }
 
+    /// Rebuilds the state of several sensors (those of a partition that came to this
+    /// instance) from their stored histories, through the same cleaning and detection as the
+    /// stream, tick by tick, so that their neighbour context is rebuilt too. The events this
+    /// raises were published when those readings were first processed, so they are dropped.
+    /// Stored readings at or after `live_from` (the first live reading of these sensors)
+    /// join the live ticks instead: a tick the previous owner judged partly is judged again
+    /// whole. Late readings are skipped, as they were live.
+    pub fn warm_all(
+        &mut self,
+        histories: &[(&str, &[StoredRaw])],
+        live_from: Option<DateTime<Utc>>,
+        now_ms: u64,
+    ) {
+        let mut readings = Vec::new();
+        for (sensor, history) in histories {
+            self.detector.forget(sensor);
+            let mut cleaner = Cleaner::new(self.qc.clone());
+            readings.extend(
+                history
+                    .iter()
+                    .filter(|h| !h.flags.contains(Flag::Late))
+                    .map(|h| cleaner.process(h.reading.clone())),
+            );
+            self.warmed.insert((*sensor).to_owned());
+        }
+        readings.sort_by_key(|r| r.timestamp);
+        let (past, live): (Vec<_>, Vec<_>) = readings
+            .into_iter()
+            .partition(|r| live_from.is_none_or(|t| r.timestamp < t));
+        let mut ticks = Ticks::sorted(&self.detector.config().spatial);
+        past.into_iter().for_each(|r| ticks.push(r, (), 0));
+        for tick in ticks.drain() {
+            let _replayed = self
+                .detector
+                .judge_tick(tick.readings.iter().map(|(r, _)| r));
+        }
+        live.into_iter()
+            .for_each(|r| self.ticks.push(r, None, now_ms));
+    }
+
+    /// Judges one reading at once, outside the ticks (the warm start, tests).
     pub fn process(&mut self, r: &ProcessedReading) -> Vec<AnomalyEvent> {
         self.detector.process(r)
+    }
+
+    /// Holds a live reading, with its message, until its tick closes; `now_ms` is the
+    /// processing clock.
+    pub fn hold(&mut self, r: ProcessedReading, message: OwnedMessage, now_ms: u64) {
+        self.ticks.push(r, Some(message), now_ms);
+    }
+
+    /// Judges the ticks that closed, and those that waited `wait_ms` or more: the events,
+    /// each with the message of the reading that raised it.
+    pub fn judge_ready(&mut self, now_ms: u64, wait_ms: u64) -> Vec<(OwnedMessage, AnomalyEvent)> {
+        let mut out = Vec::new();
+        for tick in self.ticks.due(now_ms, wait_ms) {
+            let steps = self
+                .detector
+                .judge_tick(tick.readings.iter().map(|(r, _)| r));
+            for ((_, message), step) in tick.readings.into_iter().zip(steps) {
+                if let Some(message) = message {
+                    out.extend(step.events.into_iter().map(|e| (message.clone(), e)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a held tick waited `wait_ms` or more.
+    pub fn is_due(&self, now_ms: u64, wait_ms: u64) -> bool {
+        self.ticks.is_due(now_ms, wait_ms)
+    }
+
+    /// The lowest offset held per (topic, partition).
+    pub fn holding(&self) -> Vec<(String, i32, i64)> {
+        let mut low: HashMap<(String, i32), i64> = HashMap::new();
+        for m in self.ticks.held().flatten() {
+            let e = low
+                .entry((m.topic().to_owned(), m.partition()))
+                .or_insert(m.offset());
+            *e = (*e).min(m.offset());
+        }
+        low.into_iter().map(|((t, p), o)| (t, p, o)).collect()
+    }
+
+    /// Readings held in open ticks.
+    pub fn held(&self) -> usize {
+        self.ticks.len()
     }
 
     /// Number of sensors with state.

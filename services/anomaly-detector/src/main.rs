@@ -148,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             let readings = airq_sim::replay::load(&data_dir, None)?;
             let n = readings.len();
             let (sensor_days, by_kind) =
-                anomaly_detector::evaluate::alert_rates(readings, offline(settings.detect));
+                anomaly_detector::evaluate::alert_rates(readings, settings.detect);
             println!("{n} readings, {sensor_days:.0} sensor-days");
             println!(
                 "{:<18} {:>8} {:>16}",
@@ -171,8 +171,7 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("line {}: {}", r.line, r.reason);
             }
             let started = std::time::Instant::now();
-            let outcome =
-                anomaly_detector::backtest::run(readings, settings.qc, offline(settings.detect));
+            let outcome = anomaly_detector::backtest::run(readings, settings.qc, settings.detect);
             let out: Box<dyn std::io::Write> = match &output {
                 Some(p) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(p)
@@ -205,7 +204,7 @@ fn main() -> anyhow::Result<()> {
             per_sensor_month,
             truth.as_deref(),
             settings.qc,
-            offline(settings.detect),
+            settings.detect,
         ),
         Command::Evaluate {
             sensors,
@@ -216,7 +215,7 @@ fn main() -> anyhow::Result<()> {
             ewma_limit,
             ph_threshold,
         } => {
-            let d = offline(settings.detect);
+            let d = settings.detect;
             let cfg = DetectorConfig {
                 z_threshold: z_threshold.unwrap_or(d.z_threshold),
                 ewma_limit: ewma_limit.unwrap_or(d.ewma_limit),
@@ -274,13 +273,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// The detection settings of the offline commands: the neighbours' context on (the whole
-/// input is one fleet).
-fn offline(mut d: DetectorConfig) -> DetectorConfig {
-    d.spatial.enabled = true;
-    d
 }
 
 fn tokio_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

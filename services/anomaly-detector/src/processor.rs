@@ -1,6 +1,9 @@
 //! A batch of `processed_data` messages through the detectors: decode and check each
 //! message, warm the sensors seen for the first time from their stored history (read in
-//! pages of `page_sensors`), then detect.
+//! pages of `page_sensors`), hold each reading in its event-time tick, then judge the
+//! ticks that closed. A tick's messages stay uncommitted until it is judged and its
+//! events written (`Processor::holding`); a tick that waits `ticks.wait_ms` (a sensor
+//! that stopped) is judged without the missing readings (`Processor::due`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,7 +19,7 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use sqlx::PgPool;
 
-use crate::config::WarmSettings;
+use crate::config::{TickSettings, WarmSettings};
 use crate::fleet::{Fleet, Seen};
 
 /// Dead-letter reason of a `processed_data` message that is not a valid processed reading.
@@ -38,9 +41,12 @@ pub struct DetectorProcessor {
     pub fleet: Fleet,
     pub pool: PgPool,
     pub warm: WarmSettings,
+    pub ticks: TickSettings,
     pub validation: ValidationConfig,
     counters: Counters,
     seen: IdleTracker,
+    /// The origin of the processing clock of the ticks.
+    epoch: Instant,
 }
 
 /// A `processed_data` payload as a reading, or why not.
@@ -52,15 +58,21 @@ pub fn decode(payload: Option<&[u8]>, v: &ValidationConfig) -> Result<ProcessedR
 }
 
 impl DetectorProcessor {
-    pub fn new(fleet: Fleet, pool: PgPool, warm: WarmSettings) -> Self {
+    pub fn new(fleet: Fleet, pool: PgPool, warm: WarmSettings, ticks: TickSettings) -> Self {
         Self {
             fleet,
             pool,
             warm,
+            ticks,
             validation: ValidationConfig::default(),
             counters: Counters::default(),
             seen: IdleTracker::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    fn clock_ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     /// The stored history of each sensor before the given time, by sensor, read in pages.
@@ -121,7 +133,17 @@ impl Processor for DetectorProcessor {
                 first_seen.push((r.sensor_id.clone(), r.timestamp));
             }
         }
-        let mut prefetched = self.history(first_seen, ctx).await?;
+        // Warmed together, tick by tick: their neighbour context is rebuilt with them.
+        let live_from = first_seen.iter().map(|(_, t)| *t).min();
+        let sensors: Vec<String> = first_seen.iter().map(|(s, _)| s.clone()).collect();
+        let histories = self.history(first_seen, ctx).await?;
+        let warm: Vec<(&str, &[StoredRaw])> = sensors
+            .iter()
+            .map(|s| (s.as_str(), histories.get(s).map_or(&[][..], |h| &h[..])))
+            .collect();
+        self.fleet
+            .warm_all(&warm, live_from, self.clock_ms(seen_at));
+        self.counters.warmed += warm.len() as u64;
 
         for (i, (m, r)) in batch.iter().zip(parsed).enumerate() {
             let r = match r {
@@ -144,24 +166,44 @@ impl Processor for DetectorProcessor {
             }
             self.seen.touch(&r.sensor_id, seen_at);
             if self.fleet.needs_warm(&r.sensor_id) {
-                let history = match prefetched.remove(&r.sensor_id) {
-                    Some(h) => h,
-                    // Dropped mid-batch by a rebalance: fetch its history alone.
-                    None => self
-                        .history(vec![(r.sensor_id.clone(), r.timestamp)], ctx)
-                        .await?
-                        .remove(&r.sensor_id)
-                        .unwrap_or_default(),
-                };
+                // Dropped mid-batch by a rebalance: warmed alone.
+                let history = self
+                    .history(vec![(r.sensor_id.clone(), r.timestamp)], ctx)
+                    .await?
+                    .remove(&r.sensor_id)
+                    .unwrap_or_default();
                 self.fleet.warm(&r.sensor_id, &history);
                 self.counters.warmed += 1;
             }
-            for e in self.fleet.process(&r) {
-                out.push(i, e);
-            }
+            self.fleet.hold(r, m.clone(), self.clock_ms(seen_at));
+        }
+        // The events of the ticks that closed, each traced to its message: this batch's,
+        // or one carried from the batch that brought it.
+        let index: HashMap<(i32, i64), usize> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ((m.partition(), m.offset()), i))
+            .collect();
+        for (m, e) in self
+            .fleet
+            .judge_ready(self.clock_ms(seen_at), self.ticks.wait_ms)
+        {
+            let source = match index.get(&(m.partition(), m.offset())) {
+                Some(&i) => i,
+                None => out.carry(batch.len(), m),
+            };
+            out.push(source, e);
         }
         self.counters.events += out.items.len() as u64;
         Ok(out)
+    }
+
+    fn holding(&self) -> Vec<(String, i32, i64)> {
+        self.fleet.holding()
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.fleet.is_due(self.clock_ms(now), self.ticks.wait_ms)
     }
 
     fn evict_idle(&mut self, now: Instant, idle: Duration) -> usize {
@@ -172,7 +214,7 @@ impl Processor for DetectorProcessor {
     }
 
     fn log_progress(&self) {
-        tracing::info!(counters = ?self.counters, sensors = self.fleet.sensors(), "detector counters");
+        tracing::info!(counters = ?self.counters, sensors = self.fleet.sensors(), held = self.fleet.held(), "detector counters");
     }
 }
 

@@ -32,7 +32,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let factory = consumer_factory(&k.brokers, &settings.detector.group_id, &k.topics.processed);
     let producer = airq_kafka::client::producer(&k.brokers, settings.detector.producer_linger_ms)?;
     let fleet = Fleet::new(settings.detect.clone(), settings.qc.clone());
-    let processor = DetectorProcessor::new(fleet, pool.clone(), settings.warm.clone());
+    let processor = DetectorProcessor::new(
+        fleet,
+        pool.clone(),
+        settings.warm.clone(),
+        settings.ticks.clone(),
+    );
     let sink = EventSink {
         pool,
         producer: producer.clone(),

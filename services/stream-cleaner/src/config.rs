@@ -16,6 +16,15 @@ pub struct Settings {
     pub cleaner: ConsumerSettings,
     pub validation: ValidationConfig,
     pub qc: QcConfig,
+    pub processed: ProcessedSettings,
+}
+
+/// How `processed_data` is partitioned.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProcessedSettings {
+    /// Messages are keyed by the reading's cell of this many degrees of latitude and
+    /// longitude (`Location::region_key`); 0 keys the whole fleet as one region.
+    pub region_cell_deg: f64,
 }
 
 impl Settings {

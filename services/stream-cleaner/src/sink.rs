@@ -1,5 +1,8 @@
 //! Cleaned readings into PostgreSQL (insert-if-absent on `(sensor_id, ts)`, sharded by
-//! sensor over concurrent inserts), then onto `processed_data`, keyed by sensor id.
+//! sensor over concurrent inserts), then onto `processed_data`, keyed by the reading's region
+//! (`Location::region_key`): every sensor of a region lands on one partition, so the detector
+//! instance that owns it sees all of a sensor's neighbours, and each sensor's readings stay in
+//! order.
 
 use std::sync::Arc;
 
@@ -16,6 +19,8 @@ pub struct ReadingSink {
     pub pool: PgPool,
     pub producer: FutureProducer,
     pub processed_topic: String,
+    /// Grid cell of the region key in degrees; 0 keys the whole fleet as one region.
+    pub region_cell_deg: f64,
     pub write_parallelism: usize,
     pub counters: Arc<Counters>,
 }
@@ -42,12 +47,16 @@ impl Sink for ReadingSink {
     /// `processed_data`, in consumption order: each sensor's readings stay in order.
     async fn publish(&self, readings: &[&ProcessedReading]) -> Result<(), SinkError> {
         let payloads: Vec<Vec<u8>> = readings.iter().map(|r| r.to_json()).collect();
-        let records: Vec<FutureRecord<'_, [u8], [u8]>> = readings
+        let keys: Vec<String> = readings
+            .iter()
+            .map(|r| r.location.region_key(self.region_cell_deg))
+            .collect();
+        let records: Vec<FutureRecord<'_, [u8], [u8]>> = keys
             .iter()
             .zip(&payloads)
-            .map(|(r, p)| {
+            .map(|(k, p)| {
                 FutureRecord::<[u8], [u8]>::to(&self.processed_topic)
-                    .key(r.sensor_id.as_bytes())
+                    .key(k.as_bytes())
                     .payload(p)
             })
             .collect();

@@ -38,6 +38,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         pool,
         producer: producer.clone(),
         processed_topic: k.topics.processed.clone(),
+        region_cell_deg: settings.processed.region_cell_deg,
         write_parallelism: settings.database.max_connections as usize,
         counters,
     };

@@ -7,7 +7,10 @@
 //! - **At least once.** A batch's offsets are stored only after its items are written and
 //!   its dead letters acknowledged, and only after every older batch's: a crash anywhere
 //!   redelivers, never loses. Up to `max_batches_in_flight` batches are written while the
-//!   next is consumed and processed.
+//!   next is consumed and processed. A processor may hold messages to judge with later
+//!   ones (the detector's event-time ticks): the offsets stored stop at the oldest held
+//!   ([`Processor::holding`]), and a processor whose held messages waited long enough is
+//!   called without new ones ([`Processor::due`]).
 //! - **Transient errors** (broker or database unreachable, a timeout) back off and retry
 //!   without moving offsets ([`airq_runtime::retry`]).
 //! - **Permanent errors** never stall a partition: a message the processor refuses, or an
@@ -93,12 +96,15 @@ pub struct Rejection {
 }
 
 /// What a processor made of a batch: items to write, each with the index of the message it
-/// came from, and the messages refused.
+/// came from, and the messages refused. A processor that held messages of earlier batches
+/// (see [`Processor::holding`]) carries those its items come from: they follow the batch's
+/// own, from index `batch.len()` on.
 #[derive(Debug)]
 pub struct Outputs<I> {
     pub items: Vec<I>,
     pub sources: Vec<usize>,
     pub rejected: Vec<Rejection>,
+    pub carried: Vec<OwnedMessage>,
 }
 
 impl<I> Default for Outputs<I> {
@@ -107,6 +113,7 @@ impl<I> Default for Outputs<I> {
             items: Vec::new(),
             sources: Vec::new(),
             rejected: Vec::new(),
+            carried: Vec::new(),
         }
     }
 }
@@ -115,6 +122,13 @@ impl<I> Outputs<I> {
     pub fn push(&mut self, source: usize, item: I) {
         self.items.push(item);
         self.sources.push(source);
+    }
+
+    /// Carries a message of an earlier batch; returns its index (after the `batch_len`
+    /// messages of this batch) for [`Outputs::push`].
+    pub fn carry(&mut self, batch_len: usize, message: OwnedMessage) -> usize {
+        self.carried.push(message);
+        batch_len + self.carried.len() - 1
     }
 
     pub fn reject(&mut self, index: usize, reason: impl Into<String>, detail: impl Into<String>) {
@@ -146,6 +160,19 @@ pub trait Processor: Send {
         batch: &[OwnedMessage],
         ctx: &Context,
     ) -> impl Future<Output = Result<Outputs<Self::Item>, ProcessError>> + Send;
+
+    /// The lowest offset per (topic, partition) of the messages this processor holds to
+    /// judge later (their items are not written yet): no offset past them is stored.
+    fn holding(&self) -> Vec<(String, i32, i64)> {
+        Vec::new()
+    }
+
+    /// Whether held messages waited long enough: the runtime then calls
+    /// [`Processor::process`] with an empty batch, also when no message arrives (checked
+    /// once a second).
+    fn due(&self, _now: Instant) -> bool {
+        false
+    }
 
     /// Drops the state of sensors not seen for `idle` (processing time); returns how many.
     fn evict_idle(&mut self, _now: Instant, _idle: Duration) -> usize {
@@ -315,14 +342,19 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                 };
                 self.finish(task, offsets, &mut watchdog).await?;
             }
-            if !batch.is_empty() {
+            if !batch.is_empty() || self.processor.due(Instant::now()) {
                 let mut offsets = OffsetTracker::default();
                 batch
                     .iter()
                     .for_each(|m| offsets.observe(m.topic(), m.partition(), m.offset()));
                 RuntimeCounters::inc(&self.counters.received, batch.len() as u64);
                 match self.processor.process(&batch, &self.shared.ctx).await {
-                    Ok(outputs) => {
+                    Ok(mut outputs) => {
+                        for (topic, partition, offset) in self.processor.holding() {
+                            offsets.hold_back(&topic, partition, offset);
+                        }
+                        let mut batch = batch;
+                        batch.append(&mut outputs.carried);
                         let (after, done, next) =
                             write::Turn::after(std::mem::take(&mut self.published));
                         self.published = next;
@@ -442,7 +474,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                 _ = &mut deadline, if !out.is_empty() => break,
                 // Before `recv`: a consumer that always has messages is checked up too.
                 _ = check.tick() => {
-                    if self.checkup(watchdog) {
+                    if self.checkup(watchdog) || self.processor.due(Instant::now()) {
                         break;
                     }
                     continue;

@@ -54,6 +54,7 @@ pub(super) async fn write<S: Sink>(
         items,
         sources,
         mut rejected,
+        carried: _,
     } = outputs;
     let (refused, refused_items) = write_bisecting(&shared, &items, &sources).await?;
     RuntimeCounters::inc(&shared.ctx.counters.sink_rejected, refused.len() as u64);

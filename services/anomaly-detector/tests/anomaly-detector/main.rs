@@ -1,7 +1,8 @@
 //! The detector on the real broker and PostgreSQL: a faulty stream goes through the
-//! cleaner and the detector, and the anomalies in the topic and the table are exactly
-//! those of the same detector code run offline over `processed_data`, once each, also
-//! when the detector is killed mid-stream and restarted (warm start from PostgreSQL).
+//! cleaner and the detector (neighbours on, as deployed), and the anomalies in the topic
+//! and the table are exactly those of `backtest` over the same raw readings, once each,
+//! also when the detector is killed mid-stream and restarted (warm start from PostgreSQL,
+//! neighbour context included).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../../stream-cleaner/tests/stream-cleaner/helpers.rs"]
@@ -13,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use airq_detect::{AnomalyEvent, Detector};
+use airq_detect::{AnomalyEvent, Detector, Ticks};
 use airq_domain::ProcessedReading;
 use helpers::*;
 use sqlx::PgPool;
@@ -31,8 +32,12 @@ fn detector_env(env: &[(String, String)], group: &str) -> Vec<(String, String)> 
     // The whole test stream is history enough: the warm start can rebuild everything.
     env.push(("AIRQ__WARM__HOURS".into(), "72".into()));
     env.push(("AIRQ__DETECTOR__HEAL_AFTER_SECS".into(), "6".into()));
+    env.push(("AIRQ__TICKS__WAIT_MS".into(), TICK_WAIT_MS.to_string()));
     env
 }
+
+/// How long a tick waits for a sensor that stopped (a simulated dropout) in these tests.
+const TICK_WAIT_MS: u64 = 5000;
 
 /// Publishes `msgs` to `topic` at about 2,000 a second, holding its last third back until the
 /// returned sender fires (or is dropped): a kill made before that falls mid-stream however
@@ -149,7 +154,7 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
     let mut second = start_detector(&env);
     producer.await.unwrap();
 
-    // The oracle: the same detector code over everything the cleaner published, in order.
+    // The oracle: `backtest` over the raw stream the sensors sent.
     let valid = msgs
         .iter()
         .filter(|m| oracle_key(&m.payload).is_some())
@@ -160,8 +165,13 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
         valid,
         "the cleaner published every reading once"
     );
-    let expected_events = oracle(&processed);
+    let expected_events = backtest(&msgs);
     let expected_rows = final_rows(&expected_events);
+    assert_eq!(
+        expected_rows,
+        final_rows(&oracle(&processed)),
+        "backtest over the raw stream = the detector's code over processed_data"
+    );
     let kinds: BTreeSet<_> = expected_events.iter().map(|e| e.kind).collect();
     assert!(kinds.len() >= 5, "several kinds of anomaly: {kinds:?}");
     let rows = wait_for_table(&pool, &expected_rows).await;
@@ -183,19 +193,54 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
     cleanup(&topics, &db).await;
 }
 
-/// The oracle: the same detector code over everything the cleaner published, in order.
+/// `backtest` over the raw messages, in the order the sensors sent them: every event it
+/// raised, with the ticks still open judged (the service judges them once they waited), and
+/// no alert closed by the end of the input (a stream has none).
+fn backtest(raw: &[airq_sim::sim::Outgoing]) -> Vec<AnomalyEvent> {
+    let s = anomaly_detector::config::Settings::defaults().unwrap();
+    let mut bt = anomaly_detector::backtest::Backtest::new(s.qc, s.detect);
+    let v = airq_domain::validate::ValidationConfig::default();
+    let now = chrono::Utc::now();
+    raw.iter()
+        .filter_map(|m| airq_domain::validate::decode(&m.payload, now, &v).ok())
+        .for_each(|r| bt.push(r));
+    bt.close_ticks();
+    bt.events
+}
+
+/// The oracle where no raw stream exists: the detector code over everything on
+/// `processed_data`, tick by tick (each sensor's readings are in order on the topic; out of
+/// order ones are flagged late and judged as nothing).
 fn oracle(processed: &[Received]) -> Vec<AnomalyEvent> {
-    let mut det = Detector::new(
+    oracle_with(
+        processed,
         anomaly_detector::config::Settings::defaults()
             .unwrap()
             .detect,
-    );
+    )
+}
+
+/// [`oracle`] with these detector settings.
+fn oracle_with(processed: &[Received], cfg: airq_detect::DetectorConfig) -> Vec<AnomalyEvent> {
+    let mut readings: Vec<ProcessedReading> = processed
+        .iter()
+        .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+        .collect();
+    readings.sort_by_key(|r| r.timestamp);
+    let mut ticks = Ticks::sorted(&cfg.spatial);
+    let mut det = Detector::new(cfg);
     let mut events = Vec::new();
-    for m in processed {
-        if let Ok(r) = serde_json::from_slice::<ProcessedReading>(&m.payload) {
-            events.extend(det.process(&r));
+    let mut judge = |ticks: Vec<airq_detect::Tick<()>>, events: &mut Vec<AnomalyEvent>| {
+        for t in ticks {
+            let steps = det.judge_tick(t.readings.iter().map(|(r, _)| r));
+            events.extend(steps.into_iter().flat_map(|s| s.events));
         }
+    };
+    for r in readings {
+        ticks.push(r, (), 0);
+        judge(ticks.ready(), &mut events);
     }
+    judge(ticks.drain(), &mut events);
     events
 }
 

@@ -32,6 +32,7 @@ fn detector_settings(
     s.kafka.partitions = 3;
     s.detector.group_id = format!("det_{}", uuid::Uuid::new_v4().simple());
     s.warm.hours = 72;
+    s.ticks.wait_ms = TICK_WAIT_MS;
     s
 }
 
@@ -142,7 +143,14 @@ async fn cleaner_and_detector_wait_out_a_30_s_database_outage_and_lose_nothing()
     let half = msgs.len() / 2;
     produce(&topics.raw, &msgs[..half]).await;
     let (stop_c, cleaner) = spawn_cleaner(settings(&db, &topics));
-    let (stop_d, detector) = spawn_detector(detector_settings(&db, &topics, &brokers()));
+    // Without the neighbours: the outage stalls the whole stream for longer than a tick's
+    // wait, so the ticks open at the stall close without the readings still to come, and
+    // the alerts around it differ from `backtest`'s (docs/detection.md, known limits). What
+    // this test checks is delivery: every reading and every alert once.
+    let mut ds = detector_settings(&db, &topics, &brokers());
+    ds.detect.spatial.enabled = false;
+    let cfg = ds.detect.clone();
+    let (stop_d, detector) = spawn_detector(ds);
     let pool = PgPool::connect(&db).await.unwrap();
     assert!(wait_for_rows(&pool, 2_000, LONG).await >= 2_000);
     pool.close().await;
@@ -168,7 +176,7 @@ async fn cleaner_and_detector_wait_out_a_30_s_database_outage_and_lose_nothing()
         LONG,
     )
     .await;
-    let expected = final_rows(&oracle(&processed));
+    let expected = final_rows(&oracle_with(&processed, cfg));
     let table = wait_for_table(&pool, &expected).await;
     stop_c.cancel();
     stop_d.cancel();
@@ -201,7 +209,14 @@ async fn two_of_each_with_one_of_each_killed_mid_stream_the_survivors_finish_the
     cs.kafka.partitions = 6;
     let mut env = settings_env(&cs, &db);
     env.push(("AIRQ__CLEANER__HEAL_AFTER_SECS".into(), "6".into()));
-    let denv = detector_env(&env, &format!("det_{}", uuid::Uuid::new_v4().simple()));
+    let mut denv = detector_env(&env, &format!("det_{}", uuid::Uuid::new_v4().simple()));
+    // Without the neighbours: the killed cleaner stalls the stream until the survivor takes
+    // its partitions, longer than a tick's wait (see the outage test).
+    denv.push(("AIRQ__DETECT__SPATIAL__ENABLED".into(), "false".into()));
+    let mut cfg = anomaly_detector::config::Settings::defaults()
+        .unwrap()
+        .detect;
+    cfg.spatial.enabled = false;
     let start_cleaner = || {
         Command::new(cleaner_binary())
             .envs(env.iter().cloned())
@@ -236,7 +251,7 @@ async fn two_of_each_with_one_of_each_killed_mid_stream_the_survivors_finish_the
         LONG,
     )
     .await;
-    let expected = final_rows(&oracle(&processed));
+    let expected = final_rows(&oracle_with(&processed, cfg));
     let table = wait_for_table(&pool, &expected).await;
     for mut p in cleaners.into_iter().chain(detectors) {
         let _ = p.kill();

@@ -1,0 +1,529 @@
+//! Event-time ticks: the readings of one timestamp are judged together, once every sensor
+//! that is expected at that time has reported it.
+//!
+//! The neighbours' context of a reading depends on which of its neighbours' readings the
+//! detector holds when it judges it. Judged one by one in arrival order, that depends on how
+//! the broker interleaved the sensors (in a stream, across partitions and producers), so the
+//! same readings could give different alerts. [`Ticks`] removes the interleaving: readings
+//! are held by timestamp, and tick `t` closes (oldest first) when
+//!
+//! - every expected sensor has reported `t` or later (a sensor that skipped `t` holds it
+//!   until its next reading). Expected are the sensors that reported within `fresh_secs`
+//!   before `t` (event time), and in a stream also those whose readings arrived within the
+//!   last wait (processing time): in a fast replay a sensor whose partition lags behind the
+//!   others is days behind in event time but still arriving. Or
+//! - in a time-ordered input ([`Ticks::sorted`], a `backtest` file), only: a newer reading
+//!   arrived, or
+//! - in a stream, the caller's wall clock says the tick waited long enough and the sensors
+//!   it waits for have been silent that long ([`Ticks::due`]: a sensor that stopped; one
+//!   that is behind but still arriving is waited for). Such a tick closes with the older ticks that hold a reading of
+//!   one of its sensors (each sensor's readings are judged in time order), not with every
+//!   older tick: a live fleet next to a historical replay does not cut the replay's ticks.
+//!
+//! The sensors a stream expects are those it has seen. So when a sensor it has not seen
+//! arrives (at the start, or a replay started next to a live fleet, or a new sensor), the
+//! first rule is suspended for one wait: the other new sensors' first readings, in other
+//! partitions, need a moment to arrive. Ticks that wait that long close by the wall clock as
+//! usual, so a fleet where sensors keep appearing never stalls for more than one wait. There
+//! is no event-time grace in a stream: a fast replay through a multi-partition topic
+//! interleaves sensors hundreds of readings apart, so no bound on the skew holds.
+//!
+//! A closed tick's readings come out sorted by sensor, and [`crate::Detector::judge_tick`]
+//! enters all of their values into the neighbourhood before it judges any of them. The
+//! alerts then depend on the set of readings per timestamp, not on their order: `backtest`
+//! over a file and the service over a topic give the same alerts. They differ only where a
+//! sensor the ticks did not expect (new, or back after `fresh_secs` of silence) reports a
+//! timestamp whose tick the stream closed already; it is judged in a tick of its own.
+
+use std::collections::{BTreeMap, HashMap};
+
+use airq_domain::ProcessedReading;
+#[cfg(test)]
+use chrono::Timelike;
+use chrono::{DateTime, Utc};
+
+use crate::spatial::SpatialConfig;
+
+/// The readings of one timestamp, sorted by sensor, each with its caller's tag.
+#[derive(Debug)]
+pub struct Tick<T> {
+    pub ts: DateTime<Utc>,
+    pub readings: Vec<(ProcessedReading, T)>,
+}
+
+#[derive(Debug)]
+struct Open<T> {
+    readings: Vec<(ProcessedReading, T)>,
+    /// The caller's clock (ms) when the tick's first reading arrived.
+    arrived_ms: u64,
+}
+
+/// Readings held by timestamp until their tick closes.
+#[derive(Debug)]
+pub struct Ticks<T> {
+    /// Off (the spatial checks are off): every reading is its own tick, at once.
+    enabled: bool,
+    /// The input is in time order: a newer reading closes every older tick.
+    sorted: bool,
+    /// When a sensor not seen before arrived last: the first rule waits one wait after it.
+    new_sensor_ms: Option<u64>,
+    /// Whether that wait has not been followed by a [`Ticks::due`] call yet.
+    new_pending: bool,
+    /// The caller's clock at the last [`Ticks::due`] call.
+    now_ms: u64,
+    fresh_secs: i64,
+    open: BTreeMap<DateTime<Utc>, Open<T>>,
+    /// The newest timestamp each sensor reported, and when its last reading arrived.
+    latest: HashMap<String, (DateTime<Utc>, u64)>,
+    /// The newest arrival time pushed.
+    last_arrival_ms: u64,
+    /// The wait of the last [`Ticks::due`] call: sensors that arrived within it are expected.
+    wait_ms: Option<u64>,
+    newest: Option<DateTime<Utc>>,
+}
+
+impl<T> Ticks<T> {
+    /// Ticks of a stream.
+    pub fn new(cfg: &SpatialConfig) -> Self {
+        Self {
+            enabled: cfg.enabled,
+            sorted: false,
+            new_sensor_ms: None,
+            new_pending: false,
+            now_ms: 0,
+            fresh_secs: cfg.fresh_secs,
+            open: BTreeMap::new(),
+            latest: HashMap::new(),
+            last_arrival_ms: 0,
+            wait_ms: None,
+            newest: None,
+        }
+    }
+
+    /// Ticks of an input in time order.
+    pub fn sorted(cfg: &SpatialConfig) -> Self {
+        Self {
+            sorted: true,
+            ..Self::new(cfg)
+        }
+    }
+
+    /// Holds a reading in its tick; `arrived_ms` is the caller's clock (any origin).
+    pub fn push(&mut self, r: ProcessedReading, tag: T, arrived_ms: u64) {
+        let ts = r.timestamp;
+        if !self.latest.contains_key(&r.sensor_id) {
+            self.new_sensor_ms = Some(arrived_ms);
+            self.new_pending = true;
+        }
+        let latest = self
+            .latest
+            .entry(r.sensor_id.clone())
+            .or_insert((ts, arrived_ms));
+        *latest = (latest.0.max(ts), arrived_ms);
+        self.last_arrival_ms = self.last_arrival_ms.max(arrived_ms);
+        self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
+        self.open
+            .entry(ts)
+            .or_insert_with(|| Open {
+                readings: Vec::new(),
+                arrived_ms,
+            })
+            .readings
+            .push((r, tag));
+    }
+
+    /// The ticks that closed, oldest first.
+    pub fn ready(&mut self) -> Vec<Tick<T>> {
+        let mut out = Vec::new();
+        if self.enabled && !self.sorted && self.settling() {
+            return out;
+        }
+        while let Some(&ts) = self.open.keys().next() {
+            if self.enabled && !self.complete(ts) {
+                break;
+            }
+            out.extend(self.close_first());
+        }
+        out
+    }
+
+    /// The ticks that closed, with every tick that waited `wait_ms` or more (by the
+    /// caller's clock `now_ms`) closed too, and all before it.
+    pub fn due(&mut self, now_ms: u64, wait_ms: u64) -> Vec<Tick<T>> {
+        self.wait_ms = Some(wait_ms);
+        self.now_ms = now_ms;
+        if !self.settling() {
+            self.new_pending = false;
+        }
+        let waited: Vec<DateTime<Utc>> = self
+            .open
+            .iter()
+            .filter(|(ts, o)| self.timed_out(**ts, o, now_ms, wait_ms))
+            .map(|(ts, _)| *ts)
+            .collect();
+        let mut out = Vec::new();
+        for ts in waited {
+            if !self.open.contains_key(&ts) {
+                continue;
+            }
+            // The older ticks this one depends on: those holding one of its sensors, and
+            // theirs in turn (newest first, so a dependency's own sensors are known).
+            let mut sensors: std::collections::HashSet<String> = self.open[&ts]
+                .readings
+                .iter()
+                .map(|(r, _)| r.sensor_id.clone())
+                .collect();
+            let mut close = vec![ts];
+            for (older, o) in self.open.range(..ts).rev() {
+                if o.readings
+                    .iter()
+                    .any(|(r, _)| sensors.contains(&r.sensor_id))
+                {
+                    sensors.extend(o.readings.iter().map(|(r, _)| r.sensor_id.clone()));
+                    close.push(*older);
+                }
+            }
+            close.sort();
+            for t in close {
+                out.extend(self.close(t));
+            }
+        }
+        out.extend(self.ready());
+        out
+    }
+
+    /// Whether a tick is open that waited `wait_ms` or more.
+    /// Or one a new sensor's wait held back.
+    pub fn is_due(&self, now_ms: u64, wait_ms: u64) -> bool {
+        let settled = self
+            .new_sensor_ms
+            .is_some_and(|n| now_ms.saturating_sub(n) >= wait_ms);
+        !self.open.is_empty() && self.new_pending && settled
+            || self
+                .open
+                .iter()
+                .any(|(ts, o)| self.timed_out(*ts, o, now_ms, wait_ms))
+    }
+
+    /// Whether the wall clock closes tick `ts`: it waited `wait_ms`, and every sensor it
+    /// still waits for (reported within `fresh_secs` before `ts`, not `ts` yet) has been
+    /// silent that long. A sensor that is behind but still arriving (its partition lags
+    /// in a replay) is waited for; one that stopped is not.
+    fn timed_out(&self, ts: DateTime<Utc>, o: &Open<T>, now_ms: u64, wait_ms: u64) -> bool {
+        if now_ms.saturating_sub(o.arrived_ms) < wait_ms {
+            return false;
+        }
+        let expected_from = ts - chrono::Duration::seconds(self.fresh_secs);
+        !self.latest.values().any(|&(l, arrived)| {
+            l < ts && l >= expected_from && now_ms.saturating_sub(arrived) < wait_ms
+        })
+    }
+
+    /// Closes every tick (end of a finite stream).
+    pub fn drain(&mut self) -> Vec<Tick<T>> {
+        let mut out = Vec::new();
+        while !self.open.is_empty() {
+            out.extend(self.close_first());
+        }
+        out
+    }
+
+    /// The tags of the readings still held.
+    pub fn held(&self) -> impl Iterator<Item = &T> {
+        self.open
+            .values()
+            .flat_map(|o| o.readings.iter().map(|(_, t)| t))
+    }
+
+    /// Readings held.
+    pub fn len(&self) -> usize {
+        self.open.values().map(|o| o.readings.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// No tick waits for this sensor any more (it went quiet, or moved to another instance).
+    pub fn forget(&mut self, sensor: &str) {
+        self.latest.remove(sensor);
+    }
+
+    /// Within one wait of a new sensor's arrival (or before the first [`Ticks::due`] call).
+    fn settling(&self) -> bool {
+        match (self.wait_ms, self.new_sensor_ms) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(w), Some(n)) => self.now_ms.saturating_sub(n) < w,
+        }
+    }
+
+    fn complete(&self, ts: DateTime<Utc>) -> bool {
+        if self.sorted {
+            // Every reading of `ts` was read once a newer one is.
+            return self.newest.is_some_and(|n| n > ts);
+        }
+        let expected_from = ts - chrono::Duration::seconds(self.fresh_secs);
+        let arriving_from = self
+            .wait_ms
+            .map_or(u64::MAX, |w| self.last_arrival_ms.saturating_sub(w));
+        self.latest
+            .values()
+            .all(|&(l, arrived)| l >= ts || (l < expected_from && arrived < arriving_from))
+    }
+
+    fn close_first(&mut self) -> Option<Tick<T>> {
+        let ts = *self.open.keys().next()?;
+        self.close(ts)
+    }
+
+    fn close(&mut self, ts: DateTime<Utc>) -> Option<Tick<T>> {
+        let open = self.open.remove(&ts)?;
+        let mut readings = open.readings;
+        readings.sort_by(|a, b| a.0.sensor_id.cmp(&b.0.sensor_id));
+        Some(Tick { ts, readings })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airq_domain::sensor::Cleaner;
+    use airq_domain::{Location, Measurements, Reading};
+
+    use super::*;
+
+    fn at(sensor: &str, hour: i64) -> ProcessedReading {
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        Cleaner::default().process(Reading {
+            sensor_id: sensor.into(),
+            timestamp: t0 + chrono::Duration::hours(hour),
+            location: Location { lat: 0.0, lon: 0.0 },
+            measurements: Measurements {
+                pm2_5: Some(10.0),
+                pm10: Some(20.0),
+                no2: None,
+            },
+        })
+    }
+
+    fn closed(t: Vec<Tick<()>>) -> Vec<Vec<String>> {
+        t.into_iter()
+            .map(|t| t.readings.into_iter().map(|(r, _)| r.sensor_id).collect())
+            .collect()
+    }
+
+    fn hourly() -> SpatialConfig {
+        SpatialConfig {
+            fresh_secs: 2 * 3600,
+            ..SpatialConfig::default()
+        }
+    }
+
+    /// A stream's ticks that gathered their first readings already.
+    fn started() -> Ticks<()> {
+        let mut t = Ticks::new(&hourly());
+        assert!(t.due(WAIT, WAIT).is_empty());
+        t
+    }
+
+    const WAIT: u64 = 10_000;
+
+    /// Every tick of `order` through a stream's ticks, the first 3 readings in their
+    /// gathering wait and the rest within one wait, then what is open at the end.
+    fn through(order: &[&ProcessedReading]) -> Vec<Vec<String>> {
+        let mut t = Ticks::new(&hourly());
+        let mut out = Vec::new();
+        for (i, r) in order.iter().enumerate() {
+            let ms = if i < 3 { 0 } else { WAIT };
+            t.push((*r).clone(), (), ms);
+            out.extend(closed(t.due(ms, WAIT)));
+        }
+        out.extend(closed(t.drain()));
+        out
+    }
+
+    /// The ticks of a time-ordered file (`backtest`).
+    fn in_file(order: &[&ProcessedReading]) -> Vec<Vec<String>> {
+        let mut t = Ticks::sorted(&hourly());
+        let mut out = Vec::new();
+        for r in order {
+            t.push((*r).clone(), (), 0);
+            out.extend(closed(t.ready()));
+        }
+        out.extend(closed(t.drain()));
+        out
+    }
+
+    #[test]
+    fn a_tick_closes_once_every_expected_sensor_reported_it_and_comes_out_by_sensor() {
+        let mut t = started();
+        t.push(at("b", 0), (), 0);
+        t.push(at("a", 0), (), 0);
+        assert_eq!(closed(t.ready()), [["a", "b"]], "both in, sorted");
+        t.push(at("b", 1), (), 0);
+        assert!(t.ready().is_empty(), "a has not reported hour 1");
+        t.push(at("a", 2), (), 0);
+        assert_eq!(closed(t.ready()), [["b"]], "a skipped hour 1");
+        assert!(t.ready().is_empty(), "hour 2 waits for b");
+        assert_eq!(t.len(), 1);
+        assert_eq!(closed(t.drain()), [["a"]], "hour 2 at the end");
+    }
+
+    #[test]
+    fn a_stream_in_any_interleaving_gives_the_ticks_of_the_time_ordered_file() {
+        let readings: Vec<ProcessedReading> = (0..8)
+            .flat_map(|h| ["a", "b", "c"].map(|s| at(s, h)))
+            .filter(|r| !(r.sensor_id == "b" && r.timestamp.hour() == 3))
+            .collect();
+        let in_order = in_file(&readings.iter().collect::<Vec<_>>());
+        assert_eq!(through(&readings.iter().collect::<Vec<_>>()), in_order);
+        assert_eq!(in_order.len(), 8);
+        assert_eq!(in_order[3], ["a", "c"], "b skipped hour 3");
+        // After the first hour, sensor c far behind the others, as across two partitions
+        // of a fast replay.
+        let (c, mut skewed): (Vec<&ProcessedReading>, Vec<&ProcessedReading>) =
+            readings.iter().partition(|r| r.sensor_id == "c");
+        skewed.insert(2, c[0]);
+        skewed.extend(&c[1..]);
+        assert_ne!(skewed, readings.iter().collect::<Vec<_>>());
+        assert_eq!(through(&skewed), in_order);
+    }
+
+    #[test]
+    fn a_stream_gathers_its_first_readings_for_one_wait() {
+        let mut t = Ticks::new(&hourly());
+        t.push(at("a", 0), (), 100);
+        assert!(t.ready().is_empty(), "b may be on its way");
+        assert!(!t.is_due(WAIT, WAIT));
+        t.push(at("b", 0), (), 9_000);
+        assert!(t.due(WAIT, WAIT).is_empty());
+        assert!(t.is_due(WAIT + 100, WAIT));
+        assert_eq!(closed(t.due(WAIT + 100, WAIT)), [["a", "b"]]);
+    }
+
+    #[test]
+    fn a_time_ordered_input_closes_a_tick_at_the_next_timestamp() {
+        let mut t = Ticks::sorted(&hourly());
+        t.push(at("a", 0), (), 0);
+        t.push(at("b", 0), (), 0);
+        assert!(t.ready().is_empty(), "c may be next in the file");
+        t.push(at("a", 1), (), 0);
+        assert_eq!(closed(t.ready()), [["a", "b"]]);
+        t.push(at("a", 2), (), 0);
+        assert_eq!(
+            closed(t.ready()),
+            [["a"]],
+            "b skipped hour 1: the file moved on"
+        );
+    }
+
+    #[test]
+    fn the_wall_clock_closes_a_tick_that_waited_long_enough_and_those_before_it() {
+        let mut t = started();
+        t.push(at("a", 0), (), 0);
+        t.push(at("b", 0), (), 0);
+        t.push(at("a", 1), (), 1_000);
+        t.push(at("a", 2), (), 6_000);
+        assert_eq!(closed(t.ready()), [["a", "b"]]);
+        assert!(!t.is_due(5_000, WAIT), "hours 1 and 2 wait for b");
+        assert!(t.due(5_000, WAIT).is_empty());
+        assert!(t.is_due(11_000, WAIT));
+        assert_eq!(closed(t.due(11_000, WAIT)), [["a"]], "hour 1 only");
+        assert_eq!(closed(t.due(16_000, WAIT)), [["a"]]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn off_every_reading_goes_at_once_and_a_forgotten_sensor_is_not_waited_for() {
+        let off = SpatialConfig {
+            enabled: false,
+            ..hourly()
+        };
+        let mut t = Ticks::new(&off);
+        t.push(at("a", 0), (), 0);
+        assert_eq!(closed(t.ready()), [["a"]]);
+
+        let mut t = started();
+        t.push(at("a", 0), (), 0);
+        t.push(at("b", 0), (), 0);
+        t.push(at("a", 1), (), 0);
+        assert_eq!(closed(t.ready()).len(), 1, "hour 0");
+        assert!(t.ready().is_empty(), "hour 1 waits for b");
+        t.forget("b");
+        assert_eq!(closed(t.ready()), [["a"]]);
+    }
+
+    #[test]
+    fn a_waited_tick_closes_with_the_older_ticks_of_its_sensors_only() {
+        let mut t = started();
+        let live = |h| {
+            let mut r = at("live", h);
+            r.location.lat = 48.0;
+            r
+        };
+        t.push(live(10_000), (), 0);
+        t.push(at("a", 0), (), 0);
+        t.push(at("b", 0), (), 0);
+        assert_eq!(
+            closed(t.due(WAIT, WAIT)),
+            vec![vec!["a", "b"], vec!["live"]]
+        );
+        // A replay ("a" runs ahead of "b") next to a live sensor, far ahead in event time.
+        t.push(live(10_001), (), WAIT);
+        for h in 1..100 {
+            t.push(at("a", h), (), WAIT + 5000);
+        }
+        assert!(t.due(WAIT + 5000, WAIT).is_empty(), "hour 1 waits for b");
+        // The live tick waited: it closes alone, the replay's ticks hold none of its sensors.
+        assert_eq!(closed(t.due(2 * WAIT, WAIT)), [["live"]]);
+        assert_eq!(t.len(), 99, "hours 1..99 still wait for b");
+        t.push(at("b", 1), (), 2 * WAIT);
+        assert_eq!(
+            closed(t.due(2 * WAIT, WAIT)),
+            [["a", "b"]],
+            "hour 1, complete"
+        );
+        assert_eq!(t.len(), 98);
+    }
+
+    #[test]
+    fn a_new_sensor_holds_the_first_rule_for_one_wait() {
+        let mut t = started();
+        t.push(at("a", 0), (), 0);
+        assert_eq!(closed(t.due(WAIT, WAIT)), [["a"]]);
+        t.push(at("b", 1), (), WAIT);
+        t.push(at("a", 1), (), WAIT + 5000);
+        t.push(at("a", 2), (), WAIT + 5000);
+        t.push(at("b", 2), (), WAIT + 5000);
+        assert!(
+            t.due(WAIT + 5000, WAIT).is_empty(),
+            "complete, but another new sensor may be on its way"
+        );
+        assert!(!t.is_due(2 * WAIT - 1, WAIT));
+        assert!(t.is_due(2 * WAIT, WAIT));
+        assert_eq!(
+            closed(t.due(2 * WAIT, WAIT)),
+            [["a", "b"], ["a", "b"]],
+            "one wait after b arrived"
+        );
+    }
+
+    #[test]
+    fn a_sensor_behind_but_arriving_is_waited_for_past_the_wait() {
+        let mut t = started();
+        t.push(at("a", 0), (), 0);
+        t.push(at("b", 0), (), 0);
+        assert_eq!(closed(t.due(WAIT, WAIT)), [["a", "b"]]);
+        t.push(at("a", 1), (), WAIT);
+        t.push(at("a", 2), (), WAIT);
+        t.push(at("b", 1), (), 2 * WAIT - 1);
+        assert_eq!(closed(t.due(2 * WAIT, WAIT)), [["a", "b"]], "hour 1");
+        assert!(
+            !t.is_due(2 * WAIT, WAIT),
+            "hour 2 waited, but b is still arriving"
+        );
+        assert_eq!(t.len(), 1);
+        assert!(t.is_due(3 * WAIT, WAIT), "b silent for a wait: it stopped");
+        assert_eq!(closed(t.due(3 * WAIT, WAIT)), [["a"]]);
+    }
+}
