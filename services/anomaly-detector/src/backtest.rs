@@ -4,8 +4,8 @@
 //! CSV with `timestamp,sensor_id,lat,lon,pm2_5,pm10,no2` (empty cells are absent values),
 //! many sensors, in time order. The readings go through the same `Cleaner` and `Detector`
 //! as the services, neighbours included: each reading is cleaned, held until its
-//! timestamp's tick closes, and judged with the tick (as the service does). Output: one JSON line per alert (its
-//! final state) and one per pollution episode.
+//! timestamp's tick closes, and judged with the tick (as the service does). Output: one
+//! JSON line per alert (its final state) and one per pollution episode.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
