@@ -163,19 +163,34 @@ impl Detector {
         readings: impl IntoIterator<Item = &'a ProcessedReading> + Clone,
     ) -> Vec<Step> {
         if self.cfg.spatial.enabled {
-            readings
+            let fresh: Vec<_> = readings
                 .clone()
                 .into_iter()
-                .filter(|r| !r.flags.contains(Flag::Duplicate) && !r.flags.contains(Flag::Late))
-                .for_each(|r| self.neighbours.update(r));
+                .filter(|r| !self.is_stale(r))
+                .collect();
+            fresh.into_iter().for_each(|r| self.neighbours.update(r));
         }
         readings.into_iter().map(|r| self.step(r)).collect()
+    }
+
+    /// Whether `r` says nothing new: flagged a duplicate or late by the cleaner, or not
+    /// after the last reading judged for its sensor. A cleaner that lost its state (a
+    /// takeover, a restart) cleans a redelivered reading again without those flags; judged
+    /// twice, it would count twice in an episode, and by where the copy lands in the stream.
+    fn is_stale(&self, r: &ProcessedReading) -> bool {
+        r.flags.contains(Flag::Duplicate)
+            || r.flags.contains(Flag::Late)
+            || self
+                .sensors
+                .get(&r.sensor_id)
+                .and_then(|s| s.last_ts)
+                .is_some_and(|last| r.timestamp <= last)
     }
 
     /// Processes one reading; returns the events and every detector's score for it.
     pub fn step(&mut self, r: &ProcessedReading) -> Step {
         let mut step = Step::default();
-        if r.flags.contains(Flag::Duplicate) || r.flags.contains(Flag::Late) {
+        if self.is_stale(r) {
             return step;
         }
         let cfg = &self.cfg;
@@ -218,7 +233,7 @@ impl Detector {
                 state.interval = Some(state.interval.map_or(gap, |i| i + 0.1 * (gap - i)));
             }
         }
-        state.last_ts = Some(state.last_ts.map_or(r.timestamp, |l| l.max(r.timestamp)));
+        state.last_ts = Some(r.timestamp);
 
         // What the neighbours read meanwhile (nothing when the spatial checks are off).
         let sp = &cfg.spatial;
@@ -697,6 +712,49 @@ mod tests {
         );
         assert_eq!(no2[0].id, no2[1].id);
         assert_eq!(no2[1].points, 10);
+    }
+
+    #[test]
+    fn a_redelivered_reading_the_cleaner_did_not_flag_counts_once() {
+        // A cleaner that lost its state cleans redelivered readings again without the
+        // duplicate flag: right after the original, or after the readings that followed it.
+        let with_copies = |copies: &dyn Fn(i64) -> Vec<i64>| {
+            let mut cleaner = Cleaner::new(QcConfig::default());
+            let mut det = Detector::new(DetectorConfig::default());
+            let cleaned: Vec<_> = (0..2 * 24 * 60)
+                .map(|m| {
+                    let mut meas = diurnal(m);
+                    if (2000..2010).contains(&m) {
+                        meas.no2 = Some(400.0);
+                    }
+                    cleaner.process(reading(m, meas))
+                })
+                .collect();
+            let mut out = Vec::new();
+            for m in 0..cleaned.len() as i64 {
+                for c in copies(m) {
+                    out.extend(det.process(&cleaned[c as usize]));
+                }
+            }
+            out.extend(det.flush());
+            out
+        };
+        let once = with_copies(&|m| vec![m]);
+        let adjacent = with_copies(&|m| vec![m, m]);
+        let rewound = with_copies(&|m| {
+            if m == 2008 {
+                vec![2003, 2004, 2005, 2006, 2007, 2008]
+            } else {
+                vec![m]
+            }
+        });
+        let no2_points = once
+            .iter()
+            .rfind(|e| e.kind == AnomalyKind::Outlier && e.pollutant == Some(Pollutant::No2))
+            .map(|e| e.points);
+        assert_eq!(no2_points, Some(10));
+        assert_eq!(adjacent, once);
+        assert_eq!(rewound, once);
     }
 
     #[test]

@@ -32,7 +32,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 pub struct Position {
     /// Sum of the group's committed offsets.
     pub committed: i64,
-    /// Messages past the committed offsets.
+    /// Messages past the committed offsets; on this consumer's own partitions, past its
+    /// position (what it received), since a processor may hold offsets back while it holds
+    /// their messages (see `Processor::holding`): it read them, and waits for others.
     pub lag: i64,
 }
 
@@ -198,16 +200,22 @@ pub fn progress(consumer: &StreamConsumer) -> Option<Progress> {
     let timeout = Duration::from_secs(3);
     let topics = consumer.subscription().ok()?;
     let assigned = consumer.assignment().ok()?;
+    let position = consumer.position().ok()?;
     let mut out = Progress::default();
     for t in topics.elements() {
         for p in crate::lag::partition_offsets(consumer, t.topic(), timeout).ok()? {
-            let side = if assigned.find_partition(t.topic(), p.partition).is_some() {
-                &mut out.mine
+            let (side, lag) = if assigned.find_partition(t.topic(), p.partition).is_some() {
+                let read = position
+                    .find_partition(t.topic(), p.partition)
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .map_or(p.committed, |o| o.max(p.committed));
+                (&mut out.mine, (p.high - read).max(0))
             } else {
-                &mut out.others
+                (&mut out.others, p.lag())
             };
             side.committed += p.committed;
-            side.lag += p.lag();
+            side.lag += lag;
         }
     }
     Some(out)
