@@ -210,13 +210,21 @@ ANOMALIES = Dashboard(
             ["open", "closed"], w=6,
         ),
         Panel(
+            "Pollution episodes (not faults)", "stat",
+            "SELECT count(*) AS episodes, coalesce(max(peak_aqi), 0) AS peak_aqi,\n"
+            "       coalesce(max(cardinality(sensors)), 0) AS most_sensors\n"
+            "FROM pollution_episodes\nWHERE $__timeFilter(start_ts)",
+            ["episodes", "peak_aqi", "most_sensors"], w=6,
+            description="The air was bad and the network saw it (anomaly-detector, table pollution_episodes): never counted as a sensor fault.",
+        ),
+        Panel(
             "Per sensor", "table",
             "SELECT sensor_id, count(*) AS total,\n"
             "       count(*) FILTER (WHERE severity = 'critical') AS critical,\n"
             "       count(*) FILTER (WHERE status = 'open') AS open,\n"
             "       string_agg(DISTINCT kind, ', ') AS kinds\n"
             "FROM anomalies\nWHERE $__timeFilter(start_ts)\nGROUP BY sensor_id\nORDER BY total DESC",
-            ["sensor_id", "total", "critical", "open", "kinds"], w=18,
+            ["sensor_id", "total", "critical", "open", "kinds"], w=12,
         ),
         Panel(
             "Events", "table",

@@ -4,6 +4,7 @@
 //! - [`connect`] / [`migrate`]: pool and schema;
 //! - [`readings`]: idempotent batch insert of cleaned readings keyed by `(sensor_id, ts)`;
 //! - [`anomalies`]: idempotent upsert of anomaly episodes keyed by their id;
+//! - [`pollution`]: idempotent upsert of pollution episodes keyed by their id;
 //! - [`hourly`]: hourly means per sensor, the grain of the forecasting features;
 //! - [`daily`]: the daily per-sensor statistics batch.
 
@@ -11,6 +12,7 @@ pub mod anomalies;
 pub mod daily;
 pub mod forecasts;
 pub mod hourly;
+pub mod pollution;
 pub mod readings;
 
 use std::time::Duration;

@@ -52,7 +52,8 @@ pub struct Backtest {
     ticks: Ticks<()>,
     /// Every event in the order it was raised (as the service publishes them).
     pub events: Vec<AnomalyEvent>,
-    episodes: Vec<PollutionEpisode>,
+    /// Every pollution episode opened or closed, in order.
+    pub episodes: Vec<PollutionEpisode>,
     readings: usize,
     explained: usize,
 }

@@ -12,6 +12,8 @@ use airq_domain::ProcessedReading;
 use airq_domain::qc::{Flag, QcConfig};
 use airq_domain::sensor::Cleaner;
 use airq_store::readings::StoredRaw;
+
+use crate::sink::Finding;
 use chrono::{DateTime, Utc};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
@@ -154,9 +156,9 @@ impl Fleet {
         self.ticks.push(r, Some(message), now_ms);
     }
 
-    /// Judges the ticks that closed, and those that waited `wait_ms` or more: the events,
-    /// each with the message of the reading that raised it.
-    pub fn judge_ready(&mut self, now_ms: u64, wait_ms: u64) -> Vec<(OwnedMessage, AnomalyEvent)> {
+    /// Judges the ticks that closed, and those that waited `wait_ms` or more: the anomaly
+    /// events and pollution episodes, each with the message of the reading that raised it.
+    pub fn judge_ready(&mut self, now_ms: u64, wait_ms: u64) -> Vec<(OwnedMessage, Finding)> {
         let mut out = Vec::new();
         for tick in self.ticks.due(now_ms, wait_ms) {
             let steps = self
@@ -164,7 +166,9 @@ impl Fleet {
                 .judge_tick(tick.readings.iter().map(|(r, _)| r));
             for ((_, message), step) in tick.readings.into_iter().zip(steps) {
                 if let Some(message) = message {
-                    out.extend(step.events.into_iter().map(|e| (message.clone(), e)));
+                    let found = step.events.into_iter().map(Finding::Anomaly);
+                    let found = found.chain(step.episode.map(Finding::Pollution));
+                    out.extend(found.map(|f| (message.clone(), f)));
                 }
             }
         }

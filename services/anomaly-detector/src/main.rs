@@ -147,21 +147,31 @@ fn main() -> anyhow::Result<()> {
         Command::ReplayRates { data_dir } => {
             let readings = airq_sim::replay::load(&data_dir, None)?;
             let n = readings.len();
-            let (sensor_days, by_kind) =
-                anomaly_detector::evaluate::alert_rates(readings, settings.detect);
-            println!("{n} readings, {sensor_days:.0} sensor-days");
+            let rates = anomaly_detector::evaluate::alert_rates(readings, settings.detect);
+            println!("{n} readings, {:.0} sensor-days", rates.sensor_days);
             println!(
-                "{:<18} {:>8} {:>16}",
-                "alert kind", "alerts", "per sensor-day"
+                "{:<18} {:>8} {:>16} {:>22}",
+                "alert kind", "alerts", "per sensor-day", "impossible in source"
             );
-            let total: usize = by_kind.values().sum();
-            for (k, c) in &by_kind {
-                println!("{k:<18} {c:>8} {:>16.3}", *c as f64 / sensor_days);
+            for (k, c) in &rates.by_kind {
+                println!(
+                    "{k:<18} {:>8} {:>16.3} {:>22}",
+                    c.alerts,
+                    rates.per_sensor_day(c.alerts),
+                    c.impossible_in_source
+                );
             }
             println!(
-                "{:<18} {total:>8} {:>16.3}",
+                "{:<18} {:>8} {:>16.3}",
                 "all",
-                total as f64 / sensor_days
+                rates.alerts(),
+                rates.per_sensor_day(rates.alerts())
+            );
+            println!(
+                "{:<18} {:>8} {:>16.3}   (not shown faulty by the source's own values)",
+                "unverified",
+                rates.unverified(),
+                rates.per_sensor_day(rates.unverified())
             );
             Ok(())
         }

@@ -2,13 +2,12 @@
 //! message, warm the sensors seen for the first time from their stored history (read in
 //! pages of `page_sensors`), hold each reading in its event-time tick, then judge the
 //! ticks that closed. A tick's messages stay uncommitted until it is judged and its
-//! events written (`Processor::holding`); a tick that waits `ticks.wait_ms` (a sensor
+//! events and pollution episodes written (`Processor::holding`); a tick that waits `ticks.wait_ms` (a sensor
 //! that stopped) is judged without the missing readings (`Processor::due`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use airq_detect::AnomalyEvent;
 use airq_domain::ProcessedReading;
 use airq_domain::validate::{ValidationConfig, validate_sensor_id};
 use airq_kafka::runtime::{Context, IdleTracker, Outputs, ProcessError, Processor};
@@ -21,6 +20,7 @@ use sqlx::PgPool;
 
 use crate::config::{TickSettings, WarmSettings};
 use crate::fleet::{Fleet, Seen};
+use crate::sink::Finding;
 
 /// Dead-letter reason of a `processed_data` message that is not a valid processed reading.
 pub const MALFORMED_PROCESSED: &str = "malformed_processed";
@@ -110,13 +110,13 @@ impl DetectorProcessor {
 }
 
 impl Processor for DetectorProcessor {
-    type Item = AnomalyEvent;
+    type Item = Finding;
 
     async fn process(
         &mut self,
         batch: &[OwnedMessage],
         ctx: &Context,
-    ) -> Result<Outputs<AnomalyEvent>, ProcessError> {
+    ) -> Result<Outputs<Finding>, ProcessError> {
         let mut out = Outputs::default();
         let seen_at = Instant::now();
         let parsed: Vec<Result<ProcessedReading, String>> = batch

@@ -1,12 +1,23 @@
-//! Anomaly events onto the `anomalies` topic, then into the `anomalies` table (upsert by
-//! id). Events are deterministic, so a redelivered batch yields the same events; those the
-//! table already holds (published before a crash) are not published again.
+//! What the detector finds, written idempotently. Anomaly events go onto the `anomalies` topic,
+//! then into the `anomalies` table (upsert by id). Events are deterministic, so a redelivered
+//! batch yields the same events; those the table already holds (published before a crash) are
+//! not published again. Pollution episodes are not sensor faults: they go to the
+//! `pollution_episodes` table only (upsert by id), never to the `anomalies` topic.
 
-use airq_detect::{AnomalyEvent, Status};
+use airq_detect::{AnomalyEvent, PollutionEpisode, Status};
 use airq_kafka::runtime::{Sink, SinkError};
 use airq_store::StoreError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
+
+/// One thing the detector found at a reading.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    /// A sensor fault, opened or closed.
+    Anomaly(AnomalyEvent),
+    /// The air is bad and the network sees it, opened or closed.
+    Pollution(PollutionEpisode),
+}
 
 pub struct EventSink {
     pub pool: PgPool,
@@ -15,9 +26,28 @@ pub struct EventSink {
 }
 
 impl Sink for EventSink {
-    type Item = AnomalyEvent;
+    type Item = Finding;
 
-    async fn write(&self, events: &[AnomalyEvent]) -> Result<(), SinkError> {
+    async fn write(&self, found: &[Finding]) -> Result<(), SinkError> {
+        let (mut events, mut episodes) = (Vec::new(), Vec::new());
+        for f in found {
+            match f {
+                Finding::Anomaly(e) => events.push(e.clone()),
+                Finding::Pollution(p) => episodes.push(p.clone()),
+            }
+        }
+        self.write_events(&events).await?;
+        if !episodes.is_empty() {
+            airq_store::pollution::upsert_episodes(&self.pool, &episodes)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+}
+
+impl EventSink {
+    async fn write_events(&self, events: &[AnomalyEvent]) -> Result<(), SinkError> {
         if events.is_empty() {
             return Ok(());
         }
