@@ -24,18 +24,7 @@ WHERE a.status = 'open' AND (EXCLUDED.status = 'closed' OR EXCLUDED.points >= a.
 
 /// The last event of each id, in first-seen order: one statement may touch a row once.
 pub fn latest_per_id(events: &[AnomalyEvent]) -> Vec<&AnomalyEvent> {
-    last_of_each(events, |e| &e.id)
-}
-
-/// The last item of each key, in first-seen order of those last items.
-pub(crate) fn last_of_each<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
-    let mut last: HashMap<&str, usize> = HashMap::new();
-    for (i, item) in items.iter().enumerate() {
-        last.insert(key(item), i);
-    }
-    let mut keep: Vec<usize> = last.into_values().collect();
-    keep.sort_unstable();
-    keep.into_iter().map(|i| &items[i]).collect()
+    crate::last_of_each(events, |e| &e.id)
 }
 
 /// Upserts events; returns the number of rows inserted or updated.

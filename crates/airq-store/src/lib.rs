@@ -22,6 +22,18 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+/// The last item of each key, in first-seen order of those last items: one upsert statement
+/// may touch a row only once.
+pub(crate) fn last_of_each<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        last.insert(key(item), i);
+    }
+    let mut keep: Vec<usize> = last.into_values().collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| &items[i]).collect()
+}
+
 /// The workspace migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 

@@ -32,7 +32,7 @@ pub async fn upsert_episodes(
     pool: &PgPool,
     episodes: &[PollutionEpisode],
 ) -> Result<u64, StoreError> {
-    let eps = crate::anomalies::last_of_each(episodes, |e| &e.id);
+    let eps = crate::last_of_each(episodes, |e| &e.id);
     if eps.is_empty() {
         return Ok(0);
     }

@@ -300,28 +300,26 @@ fn beijing_dir() -> PathBuf {
     }
 }
 
-/// Replays Beijing's first `limit` readings as `make replay` sends them (as fast as possible),
-/// in two steps: the first hour, until the cleaner stored it (its group joined and consumes),
-/// then the rest. A cleaner that joins late meets a backlog on every raw_data partition and
-/// drains them unevenly, so its sensors reach processed_data days apart in event time: the
-/// detector's ticks then close on their wait without the sensors behind (the limit that
-/// docs/detection.md describes), and the alerts differ from backtest's. `rows_before`: rows the
-/// table holds that are not the replay's.
+/// Whether the cleaner accepts this reading (the rest is dead-lettered).
+fn accepted(r: &airq_domain::Reading) -> bool {
+    let v = airq_domain::validate::ValidationConfig::default();
+    airq_domain::validate::decode(&r.to_json(), chrono::Utc::now(), &v).is_ok()
+}
+
+/// Replays `history` (Beijing's first `limit` readings) as `make replay` sends them (as fast
+/// as possible), in two steps: the first hour, until the cleaner stored it, then the rest, so
+/// that the bulk never waits on raw_data for a cleaner still joining its group.
 async fn replay_beijing(
     dir: &std::path::Path,
-    limit: usize,
+    history: &[airq_domain::Reading],
     topics: &airq_kafka::Topics,
     pool: &PgPool,
-    rows_before: i64,
 ) {
-    let history = airq_sim::replay::load(dir, Some(limit)).unwrap();
+    let limit = history.len();
     let first_hour = history[0].timestamp + chrono::Duration::hours(1);
-    let v = airq_domain::validate::ValidationConfig::default();
-    let now = chrono::Utc::now();
     let in_first_hour = history
         .iter()
-        .filter(|r| r.timestamp < first_hour)
-        .filter(|r| airq_domain::validate::decode(&r.to_json(), now, &v).is_ok())
+        .filter(|r| r.timestamp < first_hour && accepted(r))
         .count() as i64;
     for (from, to) in [(None, Some(first_hour)), (Some(first_hour), None)] {
         let mut settings = sensor_sim::config::Settings::load().unwrap();
@@ -338,9 +336,8 @@ async fn replay_beijing(
             .await
             .unwrap();
         if from.is_none() {
-            let want = rows_before + in_first_hour;
             assert!(
-                wait_for_rows(pool, want, LONG).await >= want,
+                wait_for_rows(pool, in_first_hour, LONG).await >= in_first_hour,
                 "the cleaner consumes"
             );
         }
@@ -394,7 +391,7 @@ async fn a_beijing_replay_next_to_a_live_fleet_lands_every_reading() {
     // The replay, as `make replay` sends it: as fast as possible.
     let pool = PgPool::connect(&db).await.unwrap();
     airq_store::migrate(&pool).await.unwrap();
-    replay_beijing(&dir, REPLAYED, &topics, &pool, 0).await;
+    replay_beijing(&dir, &history, &topics, &pool).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop_live.cancel();
     let live_sent = live.await.unwrap();
@@ -403,11 +400,9 @@ async fn a_beijing_replay_next_to_a_live_fleet_lands_every_reading() {
         "the live fleet sent while the replay ran"
     );
 
-    let v = airq_domain::validate::ValidationConfig::default();
-    let now = chrono::Utc::now();
     let mut valid: BTreeSet<(String, String)> = history
         .iter()
-        .filter(|r| airq_domain::validate::decode(&r.to_json(), now, &v).is_ok())
+        .filter(|r| accepted(r))
         .map(|r| (r.sensor_id.clone(), r.timestamp.to_rfc3339()))
         .collect();
     valid.extend(live_sent.iter().filter_map(|m| oracle_key(&m.payload)));
@@ -449,17 +444,15 @@ async fn the_service_stores_the_pollution_episodes_backtest_finds_in_the_beijing
     let (stop_d, detector) = spawn_detector(replay_detector_settings(&db, &topics));
     let pool = PgPool::connect(&db).await.unwrap();
     airq_store::migrate(&pool).await.unwrap();
-    replay_beijing(&dir, REPLAYED, &topics, &pool, 0).await;
+    replay_beijing(&dir, &history, &topics, &pool).await;
 
     // The oracle: backtest over the same readings; a stream never ends, so the last
     // episode may stay open (no flush).
     let s = anomaly_detector::config::Settings::defaults().unwrap();
     let mut bt = anomaly_detector::backtest::Backtest::new(s.qc, s.detect);
-    let v = airq_domain::validate::ValidationConfig::default();
-    let now = chrono::Utc::now();
     history
         .iter()
-        .filter(|r| airq_domain::validate::decode(&r.to_json(), now, &v).is_ok())
+        .filter(|r| accepted(r))
         .for_each(|r| bt.push(r.clone()));
     bt.close_ticks();
     let last: BTreeMap<String, &airq_detect::PollutionEpisode> =
