@@ -9,7 +9,7 @@ use chrono::{DateTime, Timelike, Utc};
 
 use crate::config::DetectorConfig;
 use crate::episode::{AnomalyEvent, AnomalyKind, Episode, Firing, Severity, Status};
-use crate::pollution::{PollutionEpisode, Tracker};
+use crate::pollution::{PollutionEpisode, Regions};
 use crate::spatial::{Context, Neighbourhood, SpatialConfig, log_ratio, pm_ratio};
 use crate::stats::{Ewma, HourProfile, PageHinkley, RobustWindow};
 
@@ -116,7 +116,7 @@ pub struct Detector {
     cfg: DetectorConfig,
     sensors: HashMap<String, SensorState>,
     neighbours: Neighbourhood,
-    pollution: Tracker,
+    pollution: Regions,
 }
 
 impl Detector {
@@ -125,7 +125,7 @@ impl Detector {
             cfg,
             sensors: HashMap::new(),
             neighbours: Neighbourhood::default(),
-            pollution: Tracker::default(),
+            pollution: Regions::default(),
         }
     }
 
@@ -397,7 +397,9 @@ impl Detector {
         step.events = events;
         if sp.enabled {
             self.neighbours.update(r);
-            step.episode = self.pollution.observe(r.timestamp, &self.neighbours, sp);
+            step.episode =
+                self.pollution
+                    .observe(&r.sensor_id, r.location, r.timestamp, &self.neighbours, sp);
         }
         step
     }
@@ -417,8 +419,8 @@ impl Detector {
         out
     }
 
-    /// Closes the open pollution episode (end of a finite stream).
-    pub fn flush_episode(&mut self) -> Option<PollutionEpisode> {
+    /// Closes the open pollution episodes (end of a finite stream).
+    pub fn flush_episodes(&mut self) -> Vec<PollutionEpisode> {
         self.pollution.flush(&self.cfg.spatial)
     }
 }

@@ -156,8 +156,12 @@ pub fn anomaly_id(
 }
 
 /// The hash a pollution episode's id is made of (its start time).
-pub(crate) fn fnv1a_of_time(ts: DateTime<Utc>) -> u64 {
-    fnv1a(&[b"pollution_episode", &ts.timestamp_millis().to_be_bytes()])
+pub(crate) fn episode_hash(ts: DateTime<Utc>, sensor: &str) -> u64 {
+    fnv1a(&[
+        b"pollution_episode",
+        &ts.timestamp_millis().to_be_bytes(),
+        sensor.as_bytes(),
+    ])
 }
 
 /// One firing point of a detector.

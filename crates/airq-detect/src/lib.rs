@@ -25,4 +25,4 @@ pub use engine::{Detector, Step};
 pub use episode::{AnomalyEvent, AnomalyKind, Severity, Status};
 pub use pollution::PollutionEpisode;
 pub use spatial::SpatialConfig;
-pub use ticks::{Tick, Ticks};
+pub use ticks::{Tick, Ticks, Wait};

@@ -68,6 +68,9 @@ pub struct SpatialConfig {
     pub episode_aqi: u16,
     /// ... and it ends after this long below, s.
     pub episode_gap_secs: i64,
+    /// A region: the sensors within this of its first sensor, km. Each region is its own
+    /// timeline (its ticks, its pollution episodes).
+    pub region_km: f64,
 }
 
 impl Default for SpatialConfig {
@@ -94,6 +97,7 @@ impl Default for SpatialConfig {
             episode_share: 0.5,
             episode_aqi: 151,
             episode_gap_secs: 3 * 3600,
+            region_km: 150.0,
         }
     }
 }
@@ -196,16 +200,20 @@ impl Neighbourhood {
         ctx
     }
 
-    /// The fresh sensors at `ts` (all of them) and those at or above `aqi`.
-    pub fn aqi_share(
+    /// Of `sensors`, how many are fresh at `ts`, and which of those are at or above `aqi`.
+    pub fn aqi_share<'a>(
         &self,
+        sensors: &'a [String],
         ts: DateTime<Utc>,
         aqi: u16,
         cfg: &SpatialConfig,
-    ) -> (usize, Vec<&str>) {
+    ) -> (usize, Vec<&'a str>) {
         let mut fresh = 0;
         let mut high = Vec::new();
-        for (id, l) in &self.latest {
+        for id in sensors {
+            let Some(l) = self.latest.get(id) else {
+                continue;
+            };
             if (ts - l.ts).num_seconds().abs() > cfg.fresh_secs {
                 continue;
             }
@@ -225,6 +233,44 @@ impl Neighbourhood {
 
     pub fn location_of(&self, sensor: &str) -> Option<Location> {
         self.latest.get(sensor).map(|l| l.location)
+    }
+}
+
+/// Sensors grouped into regions: a sensor belongs to the first region whose first sensor is
+/// within `region_km`, or starts one. Each region is its own timeline: a fleet replaying
+/// Beijing's 2013 next to one that reports today must not hold or cut each other's ticks,
+/// nor open or close each other's pollution episodes.
+#[derive(Debug, Clone, Default)]
+pub struct Areas {
+    anchors: Vec<Location>,
+    of_sensor: HashMap<String, usize>,
+}
+
+impl Areas {
+    /// The region of `sensor`, and whether this call entered it (its first, at `location`).
+    pub fn of(&mut self, sensor: &str, location: Location, region_km: f64) -> (usize, bool) {
+        if let Some(&i) = self.of_sensor.get(sensor) {
+            return (i, false);
+        }
+        let i = self
+            .anchors
+            .iter()
+            .position(|a| distance_km(*a, location) <= region_km)
+            .unwrap_or_else(|| {
+                self.anchors.push(location);
+                self.anchors.len() - 1
+            });
+        self.of_sensor.insert(sensor.to_owned(), i);
+        (i, true)
+    }
+
+    /// Number of regions.
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
     }
 }
 

@@ -42,7 +42,40 @@ use airq_domain::ProcessedReading;
 use chrono::Timelike;
 use chrono::{DateTime, Utc};
 
-use crate::spatial::SpatialConfig;
+use crate::spatial::{Areas, SpatialConfig};
+
+/// How long a tick waits by the wall clock for the sensors it misses.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    /// A live tick (its time within `fresh_secs` of `now`), ms: the most a stopped sensor
+    /// delays its neighbours' alerts.
+    pub live_ms: u64,
+    /// A backlog tick (older: a replay, a catch-up after an outage), ms. No alert on it is
+    /// urgent, and a pipeline working through a backlog delivers its sensors unevenly: the
+    /// cleaner drains one partition for seconds while another waits.
+    pub backlog_ms: u64,
+    /// The wall clock.
+    pub now: DateTime<Utc>,
+}
+
+impl Wait {
+    /// The same wait for every tick.
+    pub fn uniform(ms: u64) -> Self {
+        Self {
+            live_ms: ms,
+            backlog_ms: ms,
+            now: DateTime::<Utc>::MIN_UTC,
+        }
+    }
+
+    fn of(&self, ts: DateTime<Utc>, fresh_secs: i64) -> u64 {
+        if (self.now - ts).num_seconds() > fresh_secs {
+            self.backlog_ms
+        } else {
+            self.live_ms
+        }
+    }
+}
 
 /// The readings of one timestamp, sorted by sensor, each with its caller's tag.
 #[derive(Debug)]
@@ -54,8 +87,17 @@ pub struct Tick<T> {
 #[derive(Debug)]
 struct Open<T> {
     readings: Vec<(ProcessedReading, T)>,
+    /// The regions of its readings' sensors: the tick waits for theirs only.
+    areas: Vec<usize>,
     /// The caller's clock (ms) when the tick's first reading arrived.
     arrived_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Latest {
+    ts: DateTime<Utc>,
+    arrived_ms: u64,
+    area: usize,
 }
 
 /// Readings held by timestamp until their tick closes.
@@ -65,20 +107,23 @@ pub struct Ticks<T> {
     enabled: bool,
     /// The input is in time order: a newer reading closes every older tick.
     sorted: bool,
-    /// When a sensor not seen before arrived last: the first rule waits one wait after it.
-    new_sensor_ms: Option<u64>,
+    /// When a sensor not seen before arrived last, and its reading's time: the first rule
+    /// waits one wait after it.
+    new_sensor_ms: Option<(u64, DateTime<Utc>)>,
     /// Whether that wait has not been followed by a [`Ticks::due`] call yet.
     new_pending: bool,
     /// The caller's clock at the last [`Ticks::due`] call.
     now_ms: u64,
     fresh_secs: i64,
+    region_km: f64,
+    areas: Areas,
     open: BTreeMap<DateTime<Utc>, Open<T>>,
-    /// The newest timestamp each sensor reported, and when its last reading arrived.
-    latest: HashMap<String, (DateTime<Utc>, u64)>,
+    /// The newest timestamp each sensor reported, when its last reading arrived, its region.
+    latest: HashMap<String, Latest>,
     /// The newest arrival time pushed.
     last_arrival_ms: u64,
     /// The wait of the last [`Ticks::due`] call: sensors that arrived within it are expected.
-    wait_ms: Option<u64>,
+    wait: Option<Wait>,
     newest: Option<DateTime<Utc>>,
 }
 
@@ -92,10 +137,12 @@ impl<T> Ticks<T> {
             new_pending: false,
             now_ms: 0,
             fresh_secs: cfg.fresh_secs,
+            region_km: cfg.region_km,
+            areas: Areas::default(),
             open: BTreeMap::new(),
             latest: HashMap::new(),
             last_arrival_ms: 0,
-            wait_ms: None,
+            wait: None,
             newest: None,
         }
     }
@@ -112,24 +159,28 @@ impl<T> Ticks<T> {
     pub fn push(&mut self, r: ProcessedReading, tag: T, arrived_ms: u64) {
         let ts = r.timestamp;
         if !self.latest.contains_key(&r.sensor_id) {
-            self.new_sensor_ms = Some(arrived_ms);
+            self.new_sensor_ms = Some((arrived_ms, ts));
             self.new_pending = true;
         }
-        let latest = self
-            .latest
-            .entry(r.sensor_id.clone())
-            .or_insert((ts, arrived_ms));
-        *latest = (latest.0.max(ts), arrived_ms);
+        let (area, _) = self.areas.of(&r.sensor_id, r.location, self.region_km);
+        let latest = self.latest.entry(r.sensor_id.clone()).or_insert(Latest {
+            ts,
+            arrived_ms,
+            area,
+        });
+        latest.ts = latest.ts.max(ts);
+        latest.arrived_ms = arrived_ms;
         self.last_arrival_ms = self.last_arrival_ms.max(arrived_ms);
         self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
-        self.open
-            .entry(ts)
-            .or_insert_with(|| Open {
-                readings: Vec::new(),
-                arrived_ms,
-            })
-            .readings
-            .push((r, tag));
+        let open = self.open.entry(ts).or_insert_with(|| Open {
+            readings: Vec::new(),
+            areas: Vec::new(),
+            arrived_ms,
+        });
+        if !open.areas.contains(&area) {
+            open.areas.push(area);
+        }
+        open.readings.push((r, tag));
     }
 
     /// The ticks that closed, oldest first.
@@ -147,10 +198,10 @@ impl<T> Ticks<T> {
         out
     }
 
-    /// The ticks that closed, with every tick that waited `wait_ms` or more (by the
+    /// The ticks that closed, with every tick that waited its `wait` or more (by the
     /// caller's clock `now_ms`) closed too, and all before it.
-    pub fn due(&mut self, now_ms: u64, wait_ms: u64) -> Vec<Tick<T>> {
-        self.wait_ms = Some(wait_ms);
+    pub fn due(&mut self, now_ms: u64, wait: Wait) -> Vec<Tick<T>> {
+        self.wait = Some(wait);
         self.now_ms = now_ms;
         if !self.settling() {
             self.new_pending = false;
@@ -158,7 +209,7 @@ impl<T> Ticks<T> {
         let waited: Vec<DateTime<Utc>> = self
             .open
             .iter()
-            .filter(|(ts, o)| self.timed_out(**ts, o, now_ms, wait_ms))
+            .filter(|(ts, o)| self.timed_out(**ts, o, now_ms, wait))
             .map(|(ts, _)| *ts)
             .collect();
         let mut out = Vec::new();
@@ -192,30 +243,33 @@ impl<T> Ticks<T> {
         out
     }
 
-    /// Whether a tick is open that waited `wait_ms` or more.
+    /// Whether a tick is open that waited its `wait` or more.
     /// Or one a new sensor's wait held back.
-    pub fn is_due(&self, now_ms: u64, wait_ms: u64) -> bool {
+    pub fn is_due(&self, now_ms: u64, wait: Wait) -> bool {
         let settled = self
             .new_sensor_ms
-            .is_some_and(|n| now_ms.saturating_sub(n) >= wait_ms);
+            .is_some_and(|(n, ts)| now_ms.saturating_sub(n) >= wait.of(ts, self.fresh_secs));
         !self.open.is_empty() && self.new_pending && settled
             || self
                 .open
                 .iter()
-                .any(|(ts, o)| self.timed_out(*ts, o, now_ms, wait_ms))
+                .any(|(ts, o)| self.timed_out(*ts, o, now_ms, wait))
     }
 
-    /// Whether the wall clock closes tick `ts`: it waited `wait_ms`, and every sensor it
-    /// still waits for (reported within `fresh_secs` before `ts`, not `ts` yet) has been
-    /// silent that long. A sensor that is behind but still arriving (its partition lags
-    /// in a replay) is waited for; one that stopped is not.
-    fn timed_out(&self, ts: DateTime<Utc>, o: &Open<T>, now_ms: u64, wait_ms: u64) -> bool {
+    /// Whether the wall clock closes tick `ts`: it waited `wait_ms`, and every sensor of
+    /// its regions it still waits for (not at `ts` yet) has been silent that long. A sensor
+    /// that is behind but still arriving is waited for, however far behind in event time:
+    /// in a fast replay the cleaner's partitions drift apart by days (the sensors of a busy
+    /// partition lag those of a quiet one), and a tick cut without them would judge their
+    /// readings later, alone. One that stopped is not waited for, nor one of another region
+    /// (a replay does not hold a live fleet's ticks).
+    fn timed_out(&self, ts: DateTime<Utc>, o: &Open<T>, now_ms: u64, wait: Wait) -> bool {
+        let wait_ms = wait.of(ts, self.fresh_secs);
         if now_ms.saturating_sub(o.arrived_ms) < wait_ms {
             return false;
         }
-        let expected_from = ts - chrono::Duration::seconds(self.fresh_secs);
-        !self.latest.values().any(|&(l, arrived)| {
-            l < ts && l >= expected_from && now_ms.saturating_sub(arrived) < wait_ms
+        !self.latest.values().any(|l| {
+            l.ts < ts && now_ms.saturating_sub(l.arrived_ms) < wait_ms && o.areas.contains(&l.area)
         })
     }
 
@@ -251,25 +305,32 @@ impl<T> Ticks<T> {
 
     /// Within one wait of a new sensor's arrival (or before the first [`Ticks::due`] call).
     fn settling(&self) -> bool {
-        match (self.wait_ms, self.new_sensor_ms) {
+        match (self.wait, self.new_sensor_ms) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(w), Some(n)) => self.now_ms.saturating_sub(n) < w,
+            (Some(w), Some((n, ts))) => self.now_ms.saturating_sub(n) < w.of(ts, self.fresh_secs),
         }
     }
 
+    /// Whether every sensor of tick `ts`'s regions that is expected at `ts` reported it.
     fn complete(&self, ts: DateTime<Utc>) -> bool {
         if self.sorted {
             // Every reading of `ts` was read once a newer one is.
             return self.newest.is_some_and(|n| n > ts);
         }
+        let Some(o) = self.open.get(&ts) else {
+            return true;
+        };
         let expected_from = ts - chrono::Duration::seconds(self.fresh_secs);
-        let arriving_from = self
-            .wait_ms
-            .map_or(u64::MAX, |w| self.last_arrival_ms.saturating_sub(w));
-        self.latest
-            .values()
-            .all(|&(l, arrived)| l >= ts || (l < expected_from && arrived < arriving_from))
+        let arriving_from = self.wait.map_or(u64::MAX, |w| {
+            self.last_arrival_ms
+                .saturating_sub(w.of(ts, self.fresh_secs))
+        });
+        self.latest.values().all(|l| {
+            !o.areas.contains(&l.area)
+                || l.ts >= ts
+                || (l.ts < expected_from && l.arrived_ms < arriving_from)
+        })
     }
 
     fn close_first(&mut self) -> Option<Tick<T>> {
@@ -322,11 +383,15 @@ mod tests {
     /// A stream's ticks that gathered their first readings already.
     fn started() -> Ticks<()> {
         let mut t = Ticks::new(&hourly());
-        assert!(t.due(WAIT, WAIT).is_empty());
+        assert!(t.due(WAIT, wait()).is_empty());
         t
     }
 
     const WAIT: u64 = 10_000;
+
+    fn wait() -> Wait {
+        Wait::uniform(WAIT)
+    }
 
     /// Every tick of `order` through a stream's ticks, the first 3 readings in their
     /// gathering wait and the rest within one wait, then what is open at the end.
@@ -336,7 +401,7 @@ mod tests {
         for (i, r) in order.iter().enumerate() {
             let ms = if i < 3 { 0 } else { WAIT };
             t.push((*r).clone(), (), ms);
-            out.extend(closed(t.due(ms, WAIT)));
+            out.extend(closed(t.due(ms, wait())));
         }
         out.extend(closed(t.drain()));
         out
@@ -394,11 +459,11 @@ mod tests {
         let mut t = Ticks::new(&hourly());
         t.push(at("a", 0), (), 100);
         assert!(t.ready().is_empty(), "b may be on its way");
-        assert!(!t.is_due(WAIT, WAIT));
+        assert!(!t.is_due(WAIT, wait()));
         t.push(at("b", 0), (), 9_000);
-        assert!(t.due(WAIT, WAIT).is_empty());
-        assert!(t.is_due(WAIT + 100, WAIT));
-        assert_eq!(closed(t.due(WAIT + 100, WAIT)), [["a", "b"]]);
+        assert!(t.due(WAIT, wait()).is_empty());
+        assert!(t.is_due(WAIT + 100, wait()));
+        assert_eq!(closed(t.due(WAIT + 100, wait())), [["a", "b"]]);
     }
 
     #[test]
@@ -425,11 +490,11 @@ mod tests {
         t.push(at("a", 1), (), 1_000);
         t.push(at("a", 2), (), 6_000);
         assert_eq!(closed(t.ready()), [["a", "b"]]);
-        assert!(!t.is_due(5_000, WAIT), "hours 1 and 2 wait for b");
-        assert!(t.due(5_000, WAIT).is_empty());
-        assert!(t.is_due(11_000, WAIT));
-        assert_eq!(closed(t.due(11_000, WAIT)), [["a"]], "hour 1 only");
-        assert_eq!(closed(t.due(16_000, WAIT)), [["a"]]);
+        assert!(!t.is_due(5_000, wait()), "hours 1 and 2 wait for b");
+        assert!(t.due(5_000, wait()).is_empty());
+        assert!(t.is_due(11_000, wait()));
+        assert_eq!(closed(t.due(11_000, wait())), [["a"]], "hour 1 only");
+        assert_eq!(closed(t.due(16_000, wait())), [["a"]]);
         assert!(t.is_empty());
     }
 
@@ -465,7 +530,7 @@ mod tests {
         t.push(at("a", 0), (), 0);
         t.push(at("b", 0), (), 0);
         assert_eq!(
-            closed(t.due(WAIT, WAIT)),
+            closed(t.due(WAIT, wait())),
             vec![vec!["a", "b"], vec!["live"]]
         );
         // A replay ("a" runs ahead of "b") next to a live sensor, far ahead in event time.
@@ -473,13 +538,13 @@ mod tests {
         for h in 1..100 {
             t.push(at("a", h), (), WAIT + 5000);
         }
-        assert!(t.due(WAIT + 5000, WAIT).is_empty(), "hour 1 waits for b");
+        assert!(t.due(WAIT + 5000, wait()).is_empty(), "hour 1 waits for b");
         // The live tick waited: it closes alone, the replay's ticks hold none of its sensors.
-        assert_eq!(closed(t.due(2 * WAIT, WAIT)), [["live"]]);
+        assert_eq!(closed(t.due(2 * WAIT, wait())), [["live"]]);
         assert_eq!(t.len(), 99, "hours 1..99 still wait for b");
         t.push(at("b", 1), (), 2 * WAIT);
         assert_eq!(
-            closed(t.due(2 * WAIT, WAIT)),
+            closed(t.due(2 * WAIT, wait())),
             [["a", "b"]],
             "hour 1, complete"
         );
@@ -487,22 +552,65 @@ mod tests {
     }
 
     #[test]
+    fn a_waited_tick_waits_for_a_sensor_of_its_region_days_behind_but_arriving() {
+        let mut t = started();
+        t.push(at("a", 0), (), 0);
+        t.push(at("b", 0), (), 0);
+        assert_eq!(closed(t.due(WAIT, wait())), [["a", "b"]]);
+        // A fast replay: "a"'s partition runs 4 days ahead of "b"'s, both still arriving.
+        for h in 1..=100 {
+            t.push(at("a", h), (), WAIT);
+        }
+        for round in 1..=3 {
+            let now = WAIT + round * WAIT;
+            t.push(at("b", round as i64), (), now);
+            let ticks = t.due(now, wait());
+            assert_eq!(closed(ticks), [["a", "b"]], "hour {round}, with b");
+        }
+        // "b" stopped: after one wait, "a"'s ticks close without it.
+        assert_eq!(t.due(5 * WAIT, wait()).len(), 97);
+    }
+
+    #[test]
+    fn a_backlog_tick_waits_longer_than_a_live_one() {
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        let wait_at = |now| Wait {
+            live_ms: WAIT,
+            backlog_ms: 6 * WAIT,
+            now,
+        };
+        for (now, waits) in [(t0, WAIT), (t0 + chrono::Duration::days(30), 6 * WAIT)] {
+            let mut t = started();
+            t.push(at("a", 0), (), 0);
+            t.push(at("b", 0), (), 0);
+            // New sensors: the first rule waits one wait, the tick's own.
+            assert!(t.due(waits - 1, wait_at(now)).is_empty(), "{now}");
+            assert_eq!(closed(t.due(waits, wait_at(now))), [["a", "b"]]);
+            // "b" stopped after hour 0.
+            t.push(at("a", 1), (), waits);
+            assert!(!t.is_due(2 * waits - 1, wait_at(now)), "{now}");
+            assert!(t.is_due(2 * waits, wait_at(now)), "{now}");
+            assert_eq!(closed(t.due(2 * waits, wait_at(now))), [["a"]]);
+        }
+    }
+
+    #[test]
     fn a_new_sensor_holds_the_first_rule_for_one_wait() {
         let mut t = started();
         t.push(at("a", 0), (), 0);
-        assert_eq!(closed(t.due(WAIT, WAIT)), [["a"]]);
+        assert_eq!(closed(t.due(WAIT, wait())), [["a"]]);
         t.push(at("b", 1), (), WAIT);
         t.push(at("a", 1), (), WAIT + 5000);
         t.push(at("a", 2), (), WAIT + 5000);
         t.push(at("b", 2), (), WAIT + 5000);
         assert!(
-            t.due(WAIT + 5000, WAIT).is_empty(),
+            t.due(WAIT + 5000, wait()).is_empty(),
             "complete, but another new sensor may be on its way"
         );
-        assert!(!t.is_due(2 * WAIT - 1, WAIT));
-        assert!(t.is_due(2 * WAIT, WAIT));
+        assert!(!t.is_due(2 * WAIT - 1, wait()));
+        assert!(t.is_due(2 * WAIT, wait()));
         assert_eq!(
-            closed(t.due(2 * WAIT, WAIT)),
+            closed(t.due(2 * WAIT, wait())),
             [["a", "b"], ["a", "b"]],
             "one wait after b arrived"
         );
@@ -513,17 +621,20 @@ mod tests {
         let mut t = started();
         t.push(at("a", 0), (), 0);
         t.push(at("b", 0), (), 0);
-        assert_eq!(closed(t.due(WAIT, WAIT)), [["a", "b"]]);
+        assert_eq!(closed(t.due(WAIT, wait())), [["a", "b"]]);
         t.push(at("a", 1), (), WAIT);
         t.push(at("a", 2), (), WAIT);
         t.push(at("b", 1), (), 2 * WAIT - 1);
-        assert_eq!(closed(t.due(2 * WAIT, WAIT)), [["a", "b"]], "hour 1");
+        assert_eq!(closed(t.due(2 * WAIT, wait())), [["a", "b"]], "hour 1");
         assert!(
-            !t.is_due(2 * WAIT, WAIT),
+            !t.is_due(2 * WAIT, wait()),
             "hour 2 waited, but b is still arriving"
         );
         assert_eq!(t.len(), 1);
-        assert!(t.is_due(3 * WAIT, WAIT), "b silent for a wait: it stopped");
-        assert_eq!(closed(t.due(3 * WAIT, WAIT)), [["a"]]);
+        assert!(
+            t.is_due(3 * WAIT, wait()),
+            "b silent for a wait: it stopped"
+        );
+        assert_eq!(closed(t.due(3 * WAIT, wait())), [["a"]]);
     }
 }

@@ -98,7 +98,7 @@ impl Backtest {
     pub fn finish(mut self) -> Outcome {
         self.close_ticks();
         self.events.extend(self.det.flush());
-        self.episodes.extend(self.det.flush_episode());
+        self.episodes.extend(self.det.flush_episodes());
         let alerts: BTreeMap<String, AnomalyEvent> =
             self.events.into_iter().map(|e| (e.id.clone(), e)).collect();
         let episodes: BTreeMap<String, PollutionEpisode> = self

@@ -35,9 +35,23 @@ pub struct WarmSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TickSettings {
-    /// A tick still waiting for a sensor after this long (processing time) is judged
+    /// A live tick still waiting for a sensor after this long (processing time) is judged
     /// without it: the most a stopped sensor delays its neighbours' alerts, ms.
     pub wait_ms: u64,
+    /// The same for a backlog tick (older than `detect.spatial.fresh_secs`: a replay, a
+    /// catch-up), ms: a pipeline working through a backlog delivers sensors unevenly.
+    pub backlog_wait_ms: u64,
+}
+
+impl TickSettings {
+    /// The waits, at the wall clock's `now`.
+    pub fn wait(&self, now: chrono::DateTime<chrono::Utc>) -> airq_detect::Wait {
+        airq_detect::Wait {
+            live_ms: self.wait_ms,
+            backlog_ms: self.backlog_wait_ms,
+            now,
+        }
+    }
 }
 
 impl Settings {

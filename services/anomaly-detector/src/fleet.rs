@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use airq_detect::{AnomalyEvent, Detector, DetectorConfig, Ticks};
+use airq_detect::{AnomalyEvent, Detector, DetectorConfig, Ticks, Wait};
 use airq_domain::ProcessedReading;
 use airq_domain::qc::{Flag, QcConfig};
 use airq_domain::sensor::Cleaner;
@@ -156,11 +156,11 @@ impl Fleet {
         self.ticks.push(r, Some(message), now_ms);
     }
 
-    /// Judges the ticks that closed, and those that waited `wait_ms` or more: the anomaly
+    /// Judges the ticks that closed, and those that waited their `wait` or more: the anomaly
     /// events and pollution episodes, each with the message of the reading that raised it.
-    pub fn judge_ready(&mut self, now_ms: u64, wait_ms: u64) -> Vec<(OwnedMessage, Finding)> {
+    pub fn judge_ready(&mut self, now_ms: u64, wait: Wait) -> Vec<(OwnedMessage, Finding)> {
         let mut out = Vec::new();
-        for tick in self.ticks.due(now_ms, wait_ms) {
+        for tick in self.ticks.due(now_ms, wait) {
             let steps = self
                 .detector
                 .judge_tick(tick.readings.iter().map(|(r, _)| r));
@@ -175,9 +175,9 @@ impl Fleet {
         out
     }
 
-    /// Whether a held tick waited `wait_ms` or more.
-    pub fn is_due(&self, now_ms: u64, wait_ms: u64) -> bool {
-        self.ticks.is_due(now_ms, wait_ms)
+    /// Whether a held tick waited its `wait` or more.
+    pub fn is_due(&self, now_ms: u64, wait: Wait) -> bool {
+        self.ticks.is_due(now_ms, wait)
     }
 
     /// The lowest offset held per (topic, partition).

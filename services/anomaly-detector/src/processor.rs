@@ -2,8 +2,9 @@
 //! message, warm the sensors seen for the first time from their stored history (read in
 //! pages of `page_sensors`), hold each reading in its event-time tick, then judge the
 //! ticks that closed. A tick's messages stay uncommitted until it is judged and its
-//! events and pollution episodes written (`Processor::holding`); a tick that waits `ticks.wait_ms` (a sensor
-//! that stopped) is judged without the missing readings (`Processor::due`).
+//! events and pollution episodes written (`Processor::holding`); a tick that waits
+//! `ticks.wait_ms` (`ticks.backlog_wait_ms` for a replay's; a sensor that stopped) is judged
+//! without the missing readings (`Processor::due`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -186,7 +187,7 @@ impl Processor for DetectorProcessor {
             .collect();
         for (m, e) in self
             .fleet
-            .judge_ready(self.clock_ms(seen_at), self.ticks.wait_ms)
+            .judge_ready(self.clock_ms(seen_at), self.ticks.wait(chrono::Utc::now()))
         {
             let source = match index.get(&(m.partition(), m.offset())) {
                 Some(&i) => i,
@@ -203,7 +204,8 @@ impl Processor for DetectorProcessor {
     }
 
     fn due(&self, now: Instant) -> bool {
-        self.fleet.is_due(self.clock_ms(now), self.ticks.wait_ms)
+        self.fleet
+            .is_due(self.clock_ms(now), self.ticks.wait(chrono::Utc::now()))
     }
 
     fn evict_idle(&mut self, now: Instant, idle: Duration) -> usize {

@@ -143,4 +143,8 @@ pub struct ReplayArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Write the readings to this file as JSON lines (the raw_data shape, the input of
+    /// `anomaly-detector backtest`) instead of publishing them.
+    #[arg(long)]
+    pub to_file: Option<PathBuf>,
 }

@@ -108,6 +108,11 @@ pub async fn run_replay(
     readings.retain(|r| {
         w.from.is_none_or(|f| r.timestamp >= f) && w.to.is_none_or(|t| r.timestamp < t)
     });
+    if let Some(path) = &args.to_file {
+        write_jsonl(path, &readings).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("{} readings written to {}", readings.len(), path.display());
+        return Ok(());
+    }
     replay_readings(
         &settings,
         &readings,
@@ -117,6 +122,18 @@ pub async fn run_replay(
         &shutdown,
     )
     .await
+}
+
+/// Writes `readings` as JSON lines, in order.
+fn write_jsonl(path: &std::path::Path, readings: &[airq_domain::Reading]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for r in readings {
+        serde_json::to_writer(&mut out, r)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Publishes `readings` in order (paced at `speedup` data seconds per second, 0 = as fast as

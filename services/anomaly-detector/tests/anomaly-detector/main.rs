@@ -33,6 +33,10 @@ fn detector_env(env: &[(String, String)], group: &str) -> Vec<(String, String)> 
     env.push(("AIRQ__WARM__HOURS".into(), "72".into()));
     env.push(("AIRQ__DETECTOR__HEAL_AFTER_SECS".into(), "6".into()));
     env.push(("AIRQ__TICKS__WAIT_MS".into(), TICK_WAIT_MS.to_string()));
+    env.push((
+        "AIRQ__TICKS__BACKLOG_WAIT_MS".into(),
+        TICK_WAIT_MS.to_string(),
+    ));
     env
 }
 
