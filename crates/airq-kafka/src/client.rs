@@ -63,6 +63,10 @@ pub fn consumer(
         .set("max.poll.interval.ms", "20000")
         // A fetch with nothing new waits this long at most: the idle-path latency per hop.
         .set("fetch.wait.max.ms", "10")
+        // A request the broker leaves unanswered is retried after this (librdkafka: 60 s).
+        // Under a full-speed replay Tansu once left a FetchRequest hanging for the full 60 s
+        // and the cleaner stood still that long; a fetch answers in well under a second.
+        .set("socket.timeout.ms", "20000")
         .set("queued.min.messages", "200000")
         .set("fetch.max.bytes", "52428800");
     let consumer: StreamConsumer = with_overrides(cfg).create().map_err(KafkaError::Config)?;
