@@ -56,6 +56,7 @@ replay: build
 bench: stack build
 	cargo build --release -p airq-kafka --examples
 	bench/replay.sh
+	bench/profile_cleaner.sh
 	bench/platform.sh
 	bench/latency.sh 5000 60
 	bench/train_beijing.sh

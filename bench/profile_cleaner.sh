@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Where the cleaner's CPU goes (issue 12's "profile first"): stream-cleaner on a full raw_data
+# topic of the whole Beijing replay (memory-storage Tansu, a fresh database), sampled by
+# `perf record` (no call graph: release builds keep no frame pointers), with its CPU time
+# read from /proc. Writes bench/results/profile-cleaner-<date>.txt: msg/s, CPU us per
+# message, and the hottest symbols, self time.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/target/release
+DATA=${AIRQ_BEIJING_DIR:-$ROOT/../shared/data/beijing_prsa}
+PORT=${AIRQ_BENCH_KAFKA_PORT:-19192}
+STATE=${AIRQ_STATE_DIR:-$ROOT/.stack}
+OUT=$ROOT/bench/results
+mkdir -p "$OUT" "$STATE/bench"
+eval "$("$ROOT/scripts/stack.sh" env)"
+DB_BASE=${AIRQ_TEST_PG_URL%/*}
+export AIRQ__KAFKA__BROKERS=127.0.0.1:$PORT
+command -v perf >/dev/null || { echo "profile_cleaner: perf not found (Debian: linux-perf); no profile taken" >&2; exit 0; }
+source "$ROOT/bench/lib.sh"
+
+TOTAL=$(awk 'FNR>1 {n++} END {print n}' "$DATA"/raw/*.csv)
+EXPECTED=$(awk -F, 'FNR>1 && !($6=="NA" && $7=="NA" && $9=="NA") {n++} END {print n}' "$DATA"/raw/*.csv)
+rows() { psql "$1" -tAc "select count(*) from readings"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_memory_tansu "$PORT" "$STATE/bench/tansu-profile.log"
+PID=
+cleanup() { kill "$TANSU_PID" ${PID:+"$PID"} 2>/dev/null || true; }
+trap cleanup EXIT
+AIRQ__KAFKA__TOPICS__RAW=raw_prof "$BIN/sensor-sim" replay --data-dir "$DATA" --quiet >/dev/null
+
+DB=$DB_BASE/airq_bench_profile
+psql "$AIRQ_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS airq_bench_profile" -qc "CREATE DATABASE airq_bench_profile"
+AIRQ__DATABASE__URL=$DB "$BIN/stream-cleaner" migrate
+AIRQ__DATABASE__URL=$DB AIRQ__KAFKA__TOPICS__RAW=raw_prof AIRQ__KAFKA__TOPICS__PROCESSED=processed_prof \
+AIRQ__KAFKA__TOPICS__DEAD_LETTER=dlq_prof AIRQ__CLEANER__GROUP_ID=bench_prof RUST_LOG=warn \
+  "$BIN/stream-cleaner" run >"$STATE/bench/cleaner-profile.log" 2>&1 &
+PID=$!
+while [ "$(rows "$DB")" -lt 1 ]; do sleep 0.1; done
+T0=$(date +%s.%N); C0=$(cpu_ticks "$PID"); R0=$(rows "$DB")
+perf record -F 999 ${AIRQ_PERF_CALLGRAPH:+--call-graph dwarf,16384} -p "$PID" -o "$STATE/bench/cleaner.perf" >/dev/null 2>&1 &
+PERF=$!
+while [ "$(rows "$DB")" -lt "$EXPECTED" ]; do sleep 0.25; done
+T1=$(date +%s.%N); C1=$(cpu_ticks "$PID")
+kill -INT "$PERF"; wait "$PERF" || true
+kill -TERM "$PID"; wait "$PID" || true; PID=
+HZ=$(getconf CLK_TCK)
+MSGS=$(awk "BEGIN { print ($EXPECTED - $R0) * $TOTAL / $EXPECTED }")
+
+REPORT=$OUT/profile-cleaner-$(date -u +%Y%m%dT%H%M%SZ).txt
+{
+  echo "stream-cleaner profile, $(date -u +%FT%TZ), $(nproc) cores, Tansu 0.6.0 memory storage, full raw_data topic"
+  awk "BEGIN { s = $T1 - $T0; printf \"%.0f messages in %.2f s: %.0f msg/s; cleaner CPU %.1f us per message (%.2f cores busy)\n\", $MSGS, s, $MSGS / s, ($C1 - $C0) / $HZ * 1e6 / $MSGS, ($C1 - $C0) / $HZ / s }"
+  echo
+  echo "hottest symbols (self time, perf record -F 999, all threads):"
+  perf report -i "$STATE/bench/cleaner.perf" --no-children --sort dso,symbol --percent-limit 0.7 --stdio 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -45
+} | tee "$REPORT"
