@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # /predict under load on loopback: wrk (Debian package, installed if missing) against a
 # release predict-api serving the newest Beijing model registered by bench/train_beijing.sh
-# (production alias), readings of the station Aotizhongxin (bj_aotizhongxin) read from PostgreSQL per request.
+# (production alias), readings of the station Aotizhongxin (bj_aotizhongxin) read from PostgreSQL
+# (once per AIRQ_SERIES_CACHE_MS, default 1000; 0 reads them per request).
 # Usage: bench/predict_load.sh [SECONDS] [CONNECTIONS]. Writes bench/results/predict-<date>.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +18,7 @@ MODEL=$(sed -n 's/.*MLflow experiment beijing-bench-\([0-9]*\).*/beijing-pm25-1h
 [ -n "$MODEL" ] || { echo "run bench/train_beijing.sh first" >&2; exit 1; }
 PORT=${AIRQ_BENCH_PREDICT_PORT:-18000}
 AIRQ__DATABASE__URL=${AIRQ_TEST_PG_URL%/*}/airq_bench_e2e AIRQ__MLFLOW__MODEL=$MODEL \
-  AIRQ__SERVER__ADDR=127.0.0.1:$PORT RUST_LOG=warn "$ROOT/target/release/predict-api" &
+  AIRQ__SERVER__ADDR=127.0.0.1:$PORT AIRQ__SERVER__SERIES_CACHE_MS=${AIRQ_SERIES_CACHE_MS:-1000} RUST_LOG=warn "$ROOT/target/release/predict-api" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
@@ -30,6 +31,6 @@ wrk.body = '{"sensor_id":"bj_aotizhongxin"}'
 LUA
 RESULT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$STATE/bench/predict.lua" "http://127.0.0.1:$PORT/predict")
 {
-  echo "# bench/predict_load.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, model $MODEL, $CONNECTIONS connections"
+  echo "# bench/predict_load.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, model $MODEL, $CONNECTIONS connections, series cache ${AIRQ_SERIES_CACHE_MS:-1000} ms"
   echo "$RESULT"
 } | tee -a "$OUT/predict-$(date -u +%Y-%m-%d).txt"

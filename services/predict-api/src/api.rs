@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
+use crate::cache::{Lookup, SeriesCache};
 use crate::config::Server;
 use crate::forecast::{Forecast, InputReading, forecast, hourly};
 use crate::metrics::Metrics;
@@ -36,12 +37,16 @@ pub struct AppState {
     pub permits: Arc<Semaphore>,
     /// Where served forecasts are recorded (`[forecasts] record`).
     pub recorder: Option<Arc<Recorder>>,
+    /// Each sensor's stored series, for `series_cache_ms` after it was read.
+    pub series: SeriesCache,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, current: Arc<Current>, limits: Server) -> Self {
         let permits = Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1)));
+        let series = SeriesCache::new(Duration::from_millis(limits.series_cache_ms));
         Self {
+            series,
             pool,
             current,
             metrics: Metrics::default(),
@@ -253,29 +258,40 @@ fn model(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
     })
 }
 
-/// The stored recent series of every sensor of `requests` that brings no readings, in one
-/// query.
+/// The stored recent series of every sensor of `requests` that brings no readings: from the
+/// cache, and the others in one query.
 async fn stored_series(
     state: &AppState,
     m: &Loaded,
     requests: &[&PredictRequest],
-) -> Result<BTreeMap<String, Series>, ApiError> {
+) -> Result<BTreeMap<String, Arc<Series>>, ApiError> {
     let sensors: Vec<String> = requests
         .iter()
         .filter(|r| r.readings.is_none())
         .map(|r| r.sensor_id.clone())
         .collect();
     let hours = m.artifact.spec.history_hours() as i64;
-    airq_store::hourly::recent_series_many(&state.pool, &sensors, hours)
-        .await
-        .map_err(|e| ApiError::unavailable("database", &e))
+    let now = Instant::now();
+    let Lookup { mut found, missing } = state.series.lookup(&sensors, hours, now);
+    if !missing.is_empty() {
+        let read: BTreeMap<String, Arc<Series>> =
+            airq_store::hourly::recent_series_many(&state.pool, &missing, hours)
+                .await
+                .map_err(|e| ApiError::unavailable("database", &e))?
+                .into_iter()
+                .map(|(sensor, series)| (sensor, Arc::new(series)))
+                .collect();
+        state.series.store(&missing, &read, hours, now);
+        found.extend(read);
+    }
+    Ok(found)
 }
 
 /// The forecast of one request, its stored series (if it brings no readings) in `stored`.
 fn one(
     m: &Loaded,
     r: &PredictRequest,
-    stored: &BTreeMap<String, Series>,
+    stored: &BTreeMap<String, Arc<Series>>,
 ) -> Result<Prediction, ApiError> {
     let given;
     let series = match &r.readings {
@@ -283,7 +299,7 @@ fn one(
             given = hourly(readings);
             &given
         }
-        None => stored.get(&r.sensor_id).ok_or_else(|| {
+        None => stored.get(&r.sensor_id).map(Arc::as_ref).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("unknown sensor {:?}: no readings stored", r.sensor_id),

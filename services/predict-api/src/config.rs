@@ -34,6 +34,9 @@ pub struct Server {
     pub max_concurrent_requests: usize,
     /// Longest wait for requests in flight on shutdown.
     pub drain_timeout_secs: u64,
+    /// A sensor's stored series is reused this long after it was read, ms (0: a query per
+    /// request).
+    pub series_cache_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

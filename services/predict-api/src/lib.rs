@@ -4,10 +4,12 @@
 //! - [`forecast`]: pure: readings to hourly series (as the trainer extracts them) to a forecast;
 //! - [`registry`]: the loaded model, swapped atomically when the alias moves;
 //! - [`api`]: routes, validation (422 with field and reason), errors, metrics;
+//! - [`cache`]: each sensor's stored series, reused for a second;
 //! - [`openapi`]: `/openapi.json` and the `/docs` page;
 //! - [`record`]: served forecasts into the `forecasts` table, off the request path.
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod forecast;
 pub mod metrics;

@@ -390,3 +390,41 @@ async fn serves_forecasts_refuses_bad_input_and_swaps_models_live() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensors_series_is_read_once_per_series_cache_ms() {
+    let (db, pool) = database().await;
+    let c = MlflowClient::new(&mlflow_url()).unwrap();
+    let name = format!("cache-{}", uuid::Uuid::new_v4().simple());
+    publish(&c, &name, "persistence", Model::Persistence).await;
+    const TTL_MS: u64 = 5000;
+    let srv = start_with(&db, &name, |s| s.server.series_cache_ms = TTL_MS).await;
+    wait_ready(&srv.base).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/predict", srv.base);
+    let body = json!({ "sensor_id": "S1" });
+    let (status, p) = post(&http, url.clone(), &body).await;
+    let read_at = Instant::now();
+    assert_eq!((status, p["pm2_5"].clone()), (200, json!(33.0)), "{p}");
+
+    // A new hour lands in PostgreSQL; within the ttl the series read before is served.
+    let json = r#"{"sensor_id":"S1","timestamp":"2025-05-03T00:10:00Z","location":{"lat":1,"lon":2},"measurements":{"pm2_5":80,"pm10":160,"no2":30}}"#;
+    let r = airq_domain::sensor::Cleaner::default().process(serde_json::from_str(json).unwrap());
+    airq_store::readings::insert_readings(&pool, &[r])
+        .await
+        .unwrap();
+    let (_, p) = post(&http, url.clone(), &body).await;
+    assert!(
+        read_at.elapsed() < Duration::from_millis(TTL_MS),
+        "the test was too slow to tell"
+    );
+    assert_eq!(p["forecast_for"], json!("2025-05-03T00:00:00Z"), "{p}");
+    // After it, the new hour is read.
+    tokio::time::sleep(Duration::from_millis(TTL_MS + 100)).await;
+    let (_, p) = post(&http, url.clone(), &body).await;
+    assert_eq!(p["forecast_for"], json!("2025-05-03T01:00:00Z"), "{p}");
+    assert_eq!(p["pm2_5"], json!(80.0), "{p}");
+    srv.stop.cancel();
+    srv.task.await.unwrap().unwrap();
+    drop_database(&db, pool).await;
+}
