@@ -12,3 +12,13 @@ start_memory_tansu() {
   echo "Tansu did not start on port $port (see $log)" >&2
   return 1
 }
+
+# beijing_counts DIR: sets TOTAL (the data set's readings) and EXPECTED (those with at least one
+# of PM2.5, PM10, NO2: the rows the cleaner stores; the rest go to dead_letter).
+beijing_counts() {
+  TOTAL=$(awk 'FNR>1 {n++} END {print n}' "$1"/raw/*.csv)
+  EXPECTED=$(awk -F, 'FNR>1 && !($6=="NA" && $7=="NA" && $9=="NA") {n++} END {print n}' "$1"/raw/*.csv)
+}
+
+# rows DB_URL: the readings stored there.
+rows() { psql "$1" -tAc "select count(*) from readings"; }

@@ -17,10 +17,7 @@ DB_BASE=${AIRQ_TEST_PG_URL%/*}
 export AIRQ__KAFKA__BROKERS=127.0.0.1:$PORT
 command -v perf >/dev/null || { echo "profile_cleaner: perf not found (Debian: linux-perf); no profile taken" >&2; exit 0; }
 source "$ROOT/bench/lib.sh"
-
-TOTAL=$(awk 'FNR>1 {n++} END {print n}' "$DATA"/raw/*.csv)
-EXPECTED=$(awk -F, 'FNR>1 && !($6=="NA" && $7=="NA" && $9=="NA") {n++} END {print n}' "$DATA"/raw/*.csv)
-rows() { psql "$1" -tAc "select count(*) from readings"; }
+beijing_counts "$DATA"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 start_memory_tansu "$PORT" "$STATE/bench/tansu-profile.log"

@@ -26,13 +26,9 @@ export RUST_LOG=${RUST_LOG:-warn,airq_kafka::runtime::write=debug}
 
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
-rows() { psql "$1" -tAc "select count(*) from readings"; }
-
-# Readings the cleaner must store: rows with at least one of PM2.5, PM10, NO2.
-EXPECTED=$(awk -F, 'FNR>1 && !($6=="NA" && $7=="NA" && $9=="NA") {n++} END {print n}' "$DATA"/raw/*.csv)
-TOTAL=$(awk 'FNR>1 {n++} END {print n}' "$DATA"/raw/*.csv)
 
 source "$ROOT/bench/lib.sh"
+beijing_counts "$DATA"
 start_memory_tansu "$PORT" "$STATE/bench/tansu-memory.log"
 CLEANER_PID=
 cleanup() { kill "$TANSU_PID" ${CLEANER_PID:+"$CLEANER_PID"} 2>/dev/null || true; }

@@ -263,15 +263,6 @@ impl Areas {
         self.of_sensor.insert(sensor.to_owned(), i);
         (i, true)
     }
-
-    /// Number of regions.
-    pub fn len(&self) -> usize {
-        self.anchors.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.anchors.is_empty()
-    }
 }
 
 /// PM2.5/PM10 of a reading with both (PM10 at least 1 ug/m3).

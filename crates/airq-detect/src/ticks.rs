@@ -59,15 +59,6 @@ pub struct Wait {
 }
 
 impl Wait {
-    /// The same wait for every tick.
-    pub fn uniform(ms: u64) -> Self {
-        Self {
-            live_ms: ms,
-            backlog_ms: ms,
-            now: DateTime::<Utc>::MIN_UTC,
-        }
-    }
-
     fn of(&self, ts: DateTime<Utc>, fresh_secs: i64) -> u64 {
         if (self.now - ts).num_seconds() > fresh_secs {
             self.backlog_ms
@@ -389,8 +380,13 @@ mod tests {
 
     const WAIT: u64 = 10_000;
 
+    /// The same wait for every tick.
     fn wait() -> Wait {
-        Wait::uniform(WAIT)
+        Wait {
+            live_ms: WAIT,
+            backlog_ms: WAIT,
+            now: DateTime::<Utc>::MIN_UTC,
+        }
     }
 
     /// Every tick of `order` through a stream's ticks, the first 3 readings in their
