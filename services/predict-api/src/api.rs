@@ -306,7 +306,7 @@ fn one(
             )
         })?,
     };
-    let f = forecast(&m.artifact, series).map_err(|missing| {
+    let f = forecast(&m.artifact.spec, &m.predictor, series).map_err(|missing| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use airq_domain::Pollutant;
 use airq_domain::aqi::{AqiCategory, sub_index};
-use airq_features::{Hourly, Missing, Series};
-use airq_model::Artifact;
+use airq_features::{FeatureSpec, Hourly, Missing, Series};
+use airq_model::Predictor;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -71,14 +71,18 @@ pub struct Forecast {
 }
 
 /// The next-hour forecast from the last hour of `series`.
-pub fn forecast(model: &Artifact, series: &Series) -> Result<Forecast, Missing> {
+pub fn forecast(
+    spec: &FeatureSpec,
+    model: &Predictor,
+    series: &Series,
+) -> Result<Forecast, Missing> {
     let Some((&t, _)) = series.last_key_value() else {
         return Err(Missing {
             what: "any reading".into(),
         });
     };
-    let x = model.spec.features(series, t)?;
-    let pm2_5 = model.model.predict(&x).max(0.0);
+    let x = spec.features(series, t)?;
+    let pm2_5 = model.predict(&x).max(0.0);
     let us_aqi = sub_index(Pollutant::Pm25, pm2_5).map(|aqi| Aqi {
         aqi,
         category: AqiCategory::from_aqi(aqi).as_str().to_owned(),
@@ -93,7 +97,6 @@ pub fn forecast(model: &Artifact, series: &Series) -> Result<Forecast, Missing> 
 
 #[cfg(test)]
 mod tests {
-    use airq_features::FeatureSpec;
     use airq_model::Model;
 
     use super::*;
@@ -119,8 +122,8 @@ mod tests {
 
     #[test]
     fn persistence_forecasts_the_last_hour_with_its_aqi() {
-        let a = Artifact::new("persistence", FeatureSpec::default(), Model::Persistence);
-        let f = forecast(&a, &hourly(&readings(30))).unwrap();
+        let (spec, p) = (FeatureSpec::default(), Predictor::new(&Model::Persistence));
+        let f = forecast(&spec, &p, &hourly(&readings(30))).unwrap();
         assert_eq!(f.pm2_5, 68.5, "mean of the last hour's two readings");
         assert_eq!(
             f.forecast_for,
@@ -128,7 +131,7 @@ mod tests {
         );
         let aqi = f.us_aqi.unwrap();
         assert_eq!(aqi.category, "unhealthy");
-        let short = forecast(&a, &hourly(&readings(3))).unwrap_err();
+        let short = forecast(&spec, &p, &hourly(&readings(3))).unwrap_err();
         assert!(short.what.starts_with("pm2_5 at"), "{}", short.what);
     }
 }
