@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The forecasting benchmark of docs/benchmarks.md: Beijing PRSA replayed into PostgreSQL
 # (by bench/replay.sh: database airq_bench_e2e), the trainer's pipeline on 2013-03-01..2016-02-29
-# with the last 12 months as the test set, and scikit-learn's RandomForestRegressor on the same
-# features and split. Usage: bench/train_beijing.sh [DATABASE]
+# with the last 12 months as the test set; then, on the features and split the trainer exported,
+# the references of bench/forecast_refs.py (scikit-learn's random forest, LightGBM) and the
+# trainer's gradient boosting alone (crates/airq-model/examples/fit_features.rs), timed the same
+# way. Usage: bench/train_beijing.sh [DATABASE]
 # Writes bench/results/train-beijing-<date>.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +18,8 @@ DB=${1:-${AIRQ_TEST_PG_URL%/*}/airq_bench_e2e}
 ROWS=$(psql "$DB" -tAc "select count(*) from readings" 2>/dev/null || echo 0)
 [ "$ROWS" -gt 400000 ] || { echo "run bench/replay.sh first: $DB holds $ROWS readings" >&2; exit 1; }
 cargo build --release -q -p trainer
+cargo build --release -q -p airq-model --example fit_features
+BENCH_PYTHON=$("$ROOT/scripts/stack.sh" bench-python)
 ID=$(date +%s)
 export AIRQ__DATABASE__URL=$DB AIRQ__MLFLOW__EXPERIMENT=beijing-bench-$ID AIRQ__MLFLOW__MODEL=beijing-pm25-1h-$ID
 FEATURES=$STATE/bench/features-$ID
@@ -27,5 +31,6 @@ LOG=$STATE/bench/train-beijing-$ID.log
 {
   echo "# bench/train_beijing.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores; MLflow experiment beijing-bench-$ID"
   grep -E "candidate trained|data set built|registered as staging|evaluation done" "$LOG" | sed 's/\x1b\[[0-9;]*m//g' | cut -d' ' -f3-
-  "$AIRQ_PYTHON" "$ROOT/bench/sklearn_rf.py" "$FEATURES" "$(nproc)"
+  "$ROOT/target/release/examples/fit_features" "$FEATURES"
+  "$BENCH_PYTHON" "$ROOT/bench/forecast_refs.py" "$FEATURES" "$(nproc)"
 } | tee -a "$OUT/train-beijing-$(date -u +%Y-%m-%d).txt"

@@ -37,6 +37,9 @@ AIRFLOW_VENV=$CACHE/airflow-$AIRFLOW_VERSION-$(md5sum "$AIRFLOW_REQUIREMENTS" | 
 # schemathesis: the predict-api contract test generates requests from /openapi.json.
 SCHEMATHESIS_REQUIREMENTS=$ROOT/python/requirements-schemathesis.txt
 SCHEMATHESIS_VENV=$CACHE/schemathesis-$(md5sum "$SCHEMATHESIS_REQUIREMENTS" | cut -c1-8)
+# The forecasting references (scikit-learn, LightGBM) of bench/forecast_refs.py: `bench-python`.
+BENCH_REQUIREMENTS=$ROOT/python/requirements-bench.txt
+BENCH_VENV=$CACHE/bench-$(md5sum "$BENCH_REQUIREMENTS" | cut -c1-8)
 LOGS=$STATE/logs
 mkdir -p "$STATE" "$LOGS"
 STATE=$(cd "$STATE" && pwd)
@@ -102,6 +105,7 @@ install_venv() {
 install_mlflow() { install_venv mlflow "$MLFLOW_VENV" "$MLFLOW_REQUIREMENTS"; }
 install_airflow() { install_venv airflow "$AIRFLOW_VENV" "$AIRFLOW_REQUIREMENTS"; }
 install_schemathesis() { install_venv schemathesis "$SCHEMATHESIS_VENV" "$SCHEMATHESIS_REQUIREMENTS"; }
+install_bench() { install_venv bench "$BENCH_VENV" "$BENCH_REQUIREMENTS"; }
 
 # Airflow's metadata database (sqlite) and configuration, under the state folder.
 airflow_env() {
@@ -282,6 +286,7 @@ cmd_env() {
   echo "export AIRQ_TANSU_BIN=$TANSU"
   echo "export AIRQ_TANSU_SCHEMA=$TANSU_SCHEMA"
   echo "export AIRQ_SCHEMATHESIS=$SCHEMATHESIS_VENV/bin/schemathesis"
+  echo "export AIRQ_BENCH_PYTHON=$BENCH_VENV/bin/python"
   airflow_env
 }
 
@@ -297,5 +302,6 @@ case "${1:-status}" in
   down|stop) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env|reset" >&2; exit 2 ;;
+  bench-python) install_bench; echo "$BENCH_VENV/bin/python" ;;
+  *) echo "usage: $0 up|down|status|env|reset|bench-python" >&2; exit 2 ;;
 esac

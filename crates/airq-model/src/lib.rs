@@ -2,15 +2,19 @@
 //!
 //! - [`Artifact`]: what the registry stores: the model, its [`FeatureSpec`], its name and
 //!   the format version; the prediction API loads it and predicts with [`Model::predict`];
-//! - [`tree`]: histogram-based regression trees (CART on quantile bins), the building block
-//!   of [`tree::fit_forest`] (random forest) and [`tree::fit_boosted`] (gradient boosting).
+//! - [`tree`]: histogram-based regression trees (CART on quantile bins) and the random forest
+//!   ([`tree::fit_forest`]); [`boost`]: gradient boosting grown leaf-wise ([`boost::fit_boosted`]);
+//! - [`Predictor`]: a model laid out for serving (each ensemble's trees in one flat array).
 //!   linfa-trees only has classifiers, so regression trees are implemented here.
 
+pub mod boost;
+pub mod flat;
 pub mod tree;
 
 use airq_features::FeatureSpec;
 use serde::{Deserialize, Serialize};
 
+pub use flat::Predictor;
 pub use tree::Tree;
 
 /// Version of the artifact format this crate reads and writes.

@@ -1,6 +1,7 @@
 //! Regression trees on quantile-binned features (the histogram method of LightGBM and
 //! scikit-learn's HistGradientBoosting): each feature is cut into at most 255 bins once,
 //! and a node's best split is found from per-bin sums in one pass over its rows.
+//! The random forest is here; gradient boosting, grown leaf-wise, is in [`crate::boost`].
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -99,6 +100,29 @@ impl Binned {
 
     pub fn features(&self) -> usize {
         self.codes.len()
+    }
+
+    /// Bins of feature `f` (edges + 1).
+    pub fn bins(&self, f: usize) -> usize {
+        self.edges[f].len() + 1
+    }
+
+    /// The upper edge of bin `b` of feature `f`: a split "bin <= b" is "value <= edge".
+    pub fn edge(&self, f: usize, b: usize) -> f64 {
+        self.edges[f][b]
+    }
+
+    /// The codes row by row (`rows * features`, one row's adjacent): the layout for
+    /// building histograms of scattered rows.
+    pub fn row_major(&self) -> Vec<u8> {
+        let nf = self.features();
+        let mut out = vec![0u8; self.rows * nf];
+        for (f, codes) in self.codes.iter().enumerate() {
+            for (r, &c) in codes.iter().enumerate() {
+                out[r * nf + f] = c;
+            }
+        }
+        out
     }
 }
 
@@ -253,48 +277,6 @@ pub fn fit_forest(
     out.into_iter().map(|(_, t)| t).collect()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BoostParams {
-    pub rounds: usize,
-    pub learning_rate: f64,
-    pub tree: TreeParams,
-    /// Fraction of rows each round's tree sees.
-    pub subsample: f64,
-    pub seed: u64,
-}
-
-/// Gradient boosting on squared error: each tree fits the residuals of the ones before.
-/// Returns (base, trees).
-pub fn fit_boosted(
-    x: &[Vec<f64>],
-    binned: &Binned,
-    target: &[f64],
-    p: BoostParams,
-    progress: &(dyn Fn() + Sync),
-) -> (f64, Vec<Tree>) {
-    let n = target.len();
-    let base = target.iter().sum::<f64>() / n.max(1) as f64;
-    let mut pred = vec![base; n];
-    let mut residual = vec![0.0; n];
-    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-    let mut trees = Vec::with_capacity(p.rounds);
-    for _ in 0..p.rounds {
-        for i in 0..n {
-            residual[i] = target[i] - pred[i];
-        }
-        let rows: Vec<u32> = (0..n as u32)
-            .filter(|_| rng.random::<f64>() < p.subsample)
-            .collect();
-        let t = fit_tree(binned, rows, &residual, p.tree, &mut rng);
-        for (i, row) in x.iter().enumerate() {
-            pred[i] += p.learning_rate * t.predict(row);
-        }
-        trees.push(t);
-        progress();
-    }
-    (base, trees)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn forest_and_boosting_learn_and_are_deterministic() {
+    fn a_forest_learns_and_is_deterministic() {
         let (x, y) = data(3000);
         let (xt, yt) = (&x[2000..], &y[2000..]);
         let b = Binned::new(&x[..2000], 255);
@@ -382,21 +364,8 @@ mod tests {
         };
         let forest_rmse = rmse(&|r| forest.iter().map(|t| t.predict(r)).sum::<f64>() / 20.0);
         assert!(forest_rmse < 0.6, "forest RMSE {forest_rmse}");
-        let bp = BoostParams {
-            rounds: 60,
-            learning_rate: 0.2,
-            tree: TreeParams {
-                max_features: 3,
-                ..tree
-            },
-            subsample: 0.8,
-            seed: 3,
-        };
-        let (base, trees) = fit_boosted(&x[..2000], &b, &y[..2000], bp, &|| {});
-        let boost_rmse = rmse(&|r| base + 0.2 * trees.iter().map(|t| t.predict(r)).sum::<f64>());
-        assert!(boost_rmse < 0.4, "boosting RMSE {boost_rmse}");
         let mut imp = vec![0.0; 3];
-        trees.iter().for_each(|t| t.add_importances(&mut imp));
+        forest.iter().for_each(|t| t.add_importances(&mut imp));
         assert!(imp[0] > imp[1] && imp[1] > imp[2], "{imp:?}");
     }
 }

@@ -55,9 +55,47 @@ pub struct ForestSettings {
 pub struct BoostingSettings {
     pub rounds: usize,
     pub learning_rate: f64,
+    pub max_leaves: usize,
     pub max_depth: usize,
     pub min_leaf: usize,
+    pub lambda: f64,
     pub subsample: f64,
+    pub feature_fraction: f64,
+    pub patience: usize,
+    pub validation_days: i64,
+    /// Variants of these settings also fitted; the one with the lowest validation RMSE wins.
+    #[serde(default)]
+    pub search: Vec<BoostingVariant>,
+}
+
+/// Settings that differ from [`BoostingSettings`] in one trial of the search.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BoostingVariant {
+    pub learning_rate: Option<f64>,
+    pub max_leaves: Option<usize>,
+    pub max_depth: Option<usize>,
+    pub min_leaf: Option<usize>,
+    pub lambda: Option<f64>,
+    pub subsample: Option<f64>,
+    pub feature_fraction: Option<f64>,
+}
+
+impl BoostingSettings {
+    /// These settings with `v`'s changes.
+    pub fn with(&self, v: &BoostingVariant) -> Self {
+        Self {
+            learning_rate: v.learning_rate.unwrap_or(self.learning_rate),
+            max_leaves: v.max_leaves.unwrap_or(self.max_leaves),
+            max_depth: v.max_depth.unwrap_or(self.max_depth),
+            min_leaf: v.min_leaf.unwrap_or(self.min_leaf),
+            lambda: v.lambda.unwrap_or(self.lambda),
+            subsample: v.subsample.unwrap_or(self.subsample),
+            feature_fraction: v.feature_fraction.unwrap_or(self.feature_fraction),
+            search: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use airq_features::Dataset;
-use airq_model::tree::{self, Binned, BoostParams, ForestParams, TreeParams};
-use airq_model::{Model, Scores, scores};
+use airq_model::boost::{self, BoostParams, Validation};
+use airq_model::tree::{self, Binned, ForestParams, TreeParams};
+use airq_model::{Model, Predictor, Scores, scores};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::config::TrainSettings;
+use crate::config::{BoostingSettings, TrainSettings};
 
 /// A fitted candidate.
 #[derive(Debug, Clone)]
@@ -17,7 +18,18 @@ pub struct Trained {
     pub name: &'static str,
     pub model: Model,
     pub params: Vec<(String, String)>,
+    /// Everything it took, the search included.
     pub train_seconds: f64,
+    /// The settings tried to find it (the search), the chosen one among them.
+    pub trials: Vec<Trial>,
+}
+
+/// One fit of a search, scored on the validation window.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    pub params: Vec<(String, String)>,
+    pub validation_rmse: f64,
+    pub fit_seconds: f64,
 }
 
 /// Where the test set starts: `fraction` of the targets' time span before its end.
@@ -38,6 +50,7 @@ pub fn persistence() -> Trained {
         model: Model::Persistence,
         params: Vec::new(),
         train_seconds: 0.0,
+        trials: Vec::new(),
     }
 }
 
@@ -88,6 +101,7 @@ pub fn linear(train: &Dataset) -> anyhow::Result<Trained> {
             ("solver".into(), "linfa-linear OLS".into()),
         ],
         train_seconds: started.elapsed().as_secs_f64(),
+        trials: Vec::new(),
     })
 }
 
@@ -139,48 +153,113 @@ pub fn forest(
             ("seed".into(), cfg.seed.to_string()),
         ],
         train_seconds: started.elapsed().as_secs_f64(),
+        trials: Vec::new(),
     }
 }
 
-pub fn boosting(
-    train: &Dataset,
-    binned: &Binned,
-    cfg: &TrainSettings,
-    progress: &(dyn Fn() + Sync),
-) -> Trained {
+/// Gradient boosting with early stopping: the last `validation_days` of the training rows
+/// (the window just before the test set) watch the rounds; the trees are fitted on the rows
+/// before it. The settings and each of their `search` variants are fitted; the one with the
+/// lowest validation RMSE is the candidate, the others are its [`Trained::trials`].
+pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Sync)) -> Trained {
     let started = Instant::now();
-    let bc = &cfg.boosting;
-    let p = BoostParams {
-        rounds: bc.rounds,
-        learning_rate: bc.learning_rate,
-        tree: TreeParams {
-            max_depth: bc.max_depth,
-            min_leaf: bc.min_leaf,
-            max_features: binned.features(),
-        },
-        subsample: bc.subsample,
-        seed: cfg.seed,
+    let (fit, validation) = match train.target.last() {
+        Some(last) => split(
+            train,
+            *last - chrono::Duration::days(cfg.boosting.validation_days),
+        ),
+        None => (train.clone(), train.clone()),
     };
-    let (base, trees) = tree::fit_boosted(&train.x, binned, &change(train), p, progress);
+    let binned = Binned::new(&fit.x, 255);
+    let (fit_change, watch) = (change(&fit), change(&validation));
+    let v = (!validation.is_empty()).then_some(Validation {
+        x: &validation.x,
+        target: &watch,
+    });
+    let settings: Vec<BoostingSettings> = std::iter::once(cfg.boosting.clone())
+        .chain(cfg.boosting.search.iter().map(|s| cfg.boosting.with(s)))
+        .collect();
+    let mut trials: Vec<(Trial, Model)> = settings
+        .iter()
+        .map(|bc| {
+            let t0 = Instant::now();
+            let p = BoostParams {
+                rounds: bc.rounds,
+                learning_rate: bc.learning_rate,
+                max_leaves: bc.max_leaves,
+                max_depth: bc.max_depth,
+                min_leaf: bc.min_leaf,
+                lambda: bc.lambda,
+                subsample: bc.subsample,
+                feature_fraction: bc.feature_fraction,
+                patience: bc.patience,
+                seed: cfg.seed,
+                threads: cfg.threads,
+            };
+            let b = boost::fit_boosted(&fit.x, &binned, &fit_change, p, v, progress);
+            let trial = Trial {
+                params: boosting_params(bc, b.trees.len(), validation.len(), cfg.seed),
+                validation_rmse: b.curve.iter().copied().fold(f64::NAN, f64::min),
+                fit_seconds: t0.elapsed().as_secs_f64(),
+            };
+            let model = on_change(Model::Boosted {
+                base: b.base,
+                learning_rate: bc.learning_rate,
+                trees: b.trees,
+            });
+            (trial, model)
+        })
+        .collect();
+    let best = (0..trials.len())
+        .min_by(|&a, &b| {
+            let r = |i: usize| trials[i].0.validation_rmse;
+            r(a).total_cmp(&r(b))
+        })
+        .unwrap_or(0);
+    let (chosen, model) = trials.swap_remove(best);
+    let mut params = chosen.params.clone();
+    params.push(("search_trials".into(), settings.len().to_string()));
+    params.push((
+        "validation_rmse".into(),
+        format!("{:.4}", chosen.validation_rmse),
+    ));
+    params.push(("fit_seconds".into(), format!("{:.1}", chosen.fit_seconds)));
+    let mut all: Vec<Trial> = trials.into_iter().map(|(t, _)| t).collect();
+    all.insert(best.min(all.len()), chosen);
     Trained {
         name: "gradient_boosting",
-        model: on_change(Model::Boosted {
-            base,
-            learning_rate: bc.learning_rate,
-            trees,
-        }),
-        params: vec![
-            ("rounds".into(), bc.rounds.to_string()),
-            ("learning_rate".into(), bc.learning_rate.to_string()),
-            ("max_depth".into(), bc.max_depth.to_string()),
-            ("min_leaf".into(), bc.min_leaf.to_string()),
-            ("subsample".into(), bc.subsample.to_string()),
-            ("bins".into(), "255".into()),
-            ("target".into(), "change from the last hour".into()),
-            ("seed".into(), cfg.seed.to_string()),
-        ],
+        model,
+        params,
         train_seconds: started.elapsed().as_secs_f64(),
+        trials: all,
     }
+}
+
+fn boosting_params(
+    bc: &BoostingSettings,
+    rounds: usize,
+    validation_rows: usize,
+    seed: u64,
+) -> Vec<(String, String)> {
+    [
+        ("max_rounds", bc.rounds.to_string()),
+        ("rounds", rounds.to_string()),
+        ("learning_rate", bc.learning_rate.to_string()),
+        ("max_leaves", bc.max_leaves.to_string()),
+        ("max_depth", bc.max_depth.to_string()),
+        ("min_leaf", bc.min_leaf.to_string()),
+        ("lambda", bc.lambda.to_string()),
+        ("subsample", bc.subsample.to_string()),
+        ("feature_fraction", bc.feature_fraction.to_string()),
+        ("patience", bc.patience.to_string()),
+        ("validation_days", bc.validation_days.to_string()),
+        ("validation_rows", validation_rows.to_string()),
+        ("bins", "255".into()),
+        ("target", "change from the last hour".into()),
+        ("seed", seed.to_string()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into()
 }
 
 /// A model's scores on a data set, overall and per sensor, with its predictions.
@@ -192,6 +271,7 @@ pub struct Evaluation {
 }
 
 pub fn evaluate(model: &Model, d: &Dataset) -> Evaluation {
+    let model = Predictor::new(model);
     let predicted: Vec<f64> = d.x.iter().map(|x| model.predict(x)).collect();
     let mut by_sensor: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for ((sensor, y), p) in d.sensor.iter().zip(&d.y).zip(&predicted) {
@@ -215,7 +295,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::config::{BoostingSettings, ForestSettings};
+    use crate::config::{BoostingVariant, ForestSettings};
 
     /// Two weeks of an hourly AR(1)-like series with a daily cycle, 2 sensors.
     fn data() -> Dataset {
@@ -253,11 +333,20 @@ mod tests {
                 max_features: 0.33,
             },
             boosting: BoostingSettings {
-                rounds: 80,
+                rounds: 200,
                 learning_rate: 0.1,
-                max_depth: 4,
+                max_leaves: 15,
+                max_depth: 0,
                 min_leaf: 5,
+                lambda: 1.0,
                 subsample: 0.8,
+                feature_fraction: 0.8,
+                patience: 20,
+                validation_days: 2,
+                search: vec![BoostingVariant {
+                    max_leaves: Some(4),
+                    ..BoostingVariant::default()
+                }],
             },
         }
     }
@@ -283,9 +372,20 @@ mod tests {
         let f2 = forest(&train, &binned, &cfg, &|| {});
         assert_eq!(f1.model, f2.model, "same seed, same forest");
         let rf = evaluate(&f1.model, &test).overall.rmse;
-        let gb = evaluate(&boosting(&train, &binned, &cfg, &|| {}).model, &test)
-            .overall
-            .rmse;
+        let boosted = boosting(&train, &cfg, &|| {});
+        assert_eq!(
+            boosted.trials.len(),
+            2,
+            "the settings and their one variant"
+        );
+        let lowest = boosted
+            .trials
+            .iter()
+            .map(|t| t.validation_rmse)
+            .fold(f64::INFINITY, f64::min);
+        let chosen = boosted.params.iter().find(|(k, _)| k == "validation_rmse");
+        assert_eq!(chosen.map(|(_, v)| v.clone()), Some(format!("{lowest:.4}")));
+        let gb = evaluate(&boosted.model, &test).overall.rmse;
         assert!(
             lin < base && rf < base && gb < base,
             "persistence {base}, linear {lin}, forest {rf}, boosting {gb}"

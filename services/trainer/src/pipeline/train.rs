@@ -13,7 +13,7 @@ use mlflow_client::{Run, RunInfo, Stage, metric, param, tag};
 
 use super::{MODEL_FILE, Pipeline, STAGING};
 use crate::plot;
-use crate::train::{self, Trained};
+use crate::train::{self, Trained, Trial};
 
 impl Pipeline {
     /// `train`: every candidate on the newest validated snapshot; the best one (test RMSE)
@@ -69,7 +69,7 @@ impl Pipeline {
         candidates.push(train::forest(&train_set, &binned, cfg, &|| b.inc(1)));
         b.finish();
         let b = bar(cfg.boosting.rounds, "gradient boosting");
-        candidates.push(train::boosting(&train_set, &binned, cfg, &|| b.inc(1)));
+        candidates.push(train::boosting(&train_set, cfg, &|| b.inc(1)));
         b.finish();
 
         let mut best: Option<(f64, RunInfo, &Trained)> = None;
@@ -135,7 +135,42 @@ impl Pipeline {
         let done = self
             .record_candidate(&run, c, spec, train_set, test_set, test_from)
             .await;
-        Ok((self.close(&run, done).await?, run))
+        let rmse = self.close(&run, done).await?;
+        for (i, t) in c.trials.iter().enumerate() {
+            self.log_trial(&run, c.name, i, t).await?;
+        }
+        Ok((rmse, run))
+    }
+
+    /// One trial of a candidate's search, a child run of the candidate's run.
+    async fn log_trial(
+        &self,
+        parent: &RunInfo,
+        model: &str,
+        i: usize,
+        t: &Trial,
+    ) -> anyhow::Result<()> {
+        let run = self
+            .start(
+                "search",
+                &format!("{model} trial {i}"),
+                &[
+                    ("mlflow.parentRunId", parent.run_id.clone()),
+                    ("airq.model", model.to_owned()),
+                ],
+            )
+            .await?;
+        let params: Vec<_> = t.params.iter().map(|(k, v)| param(k, v)).collect();
+        let metrics = [
+            metric("validation_rmse", t.validation_rmse, 0),
+            metric("fit_seconds", t.fit_seconds, 0),
+        ];
+        let done = self
+            .mlflow
+            .log_batch(&run.run_id, &metrics, &params, &[])
+            .await
+            .map_err(anyhow::Error::from);
+        self.close(&run, done).await
     }
 
     /// Logs one candidate in its run: params, metrics, the model, its importances, plots.
@@ -219,7 +254,7 @@ impl Pipeline {
 }
 
 /// The feature matrix with target, time and sensor, for comparisons outside this program
-/// (bench/sklearn_rf.py).
+/// (bench/forecast_refs.py).
 fn features_csv(spec: &FeatureSpec, d: &airq_features::Dataset) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = spec.names();
