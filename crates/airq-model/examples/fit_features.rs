@@ -58,13 +58,13 @@ fn main() -> Result<(), Error> {
     let mut p = BoostParams {
         rounds: 3000,
         learning_rate: 0.05,
-        max_leaves: 63,
+        max_leaves: 255,
         max_depth: 0,
-        min_leaf: 50,
-        lambda: 1.0,
+        min_leaf: 300,
+        lambda: 100.0,
         subsample: 0.8,
         feature_fraction: 0.8,
-        patience: 50,
+        patience: 15,
         seed: 42,
         threads: 2,
     };

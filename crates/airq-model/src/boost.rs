@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::tree::{Binned, Node, Tree};
+use crate::tree::{Binned, Node, Tree, leaf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BoostParams {
@@ -172,6 +172,8 @@ struct Grower<'a> {
     p: BoostParams,
     /// Spare histograms, reused across nodes and rounds.
     pool: Vec<Vec<Bin>>,
+    /// The rows going right while a node is partitioned.
+    right: Vec<u32>,
 }
 
 impl<'a> Grower<'a> {
@@ -181,6 +183,7 @@ impl<'a> Grower<'a> {
             codes,
             p,
             pool: Vec::new(),
+            right: Vec::new(),
         }
     }
 
@@ -220,15 +223,22 @@ impl<'a> Grower<'a> {
             };
             let parent = open.swap_remove(i);
             let Some(s) = parent.best else { break };
+            // A stable partition: a node's rows stay in ascending order, so the passes over
+            // them read the codes and residuals front to back.
             let here = &mut rows[parent.start..parent.end];
             let nf = self.nf();
             let mut mid = 0;
+            self.right.clear();
             for j in 0..here.len() {
-                if usize::from(self.codes[here[j] as usize * nf + s.feature]) <= s.bin {
-                    here.swap(j, mid);
+                let r = here[j];
+                if usize::from(self.codes[r as usize * nf + s.feature]) <= s.bin {
+                    here[mid] = r;
                     mid += 1;
+                } else {
+                    self.right.push(r);
                 }
             }
+            here[mid..].copy_from_slice(&self.right);
             let (l, r) = (nodes.len(), nodes.len() + 1);
             nodes.push(leaf(0.0));
             nodes.push(leaf(0.0));
@@ -305,7 +315,7 @@ impl<'a> Grower<'a> {
     /// on another thread if there is one (the same sums either way: the result does not
     /// depend on `threads`).
     fn build(&self, rows: &[u32], g: &[f64], hist: &mut [Bin]) {
-        const HALVES_FROM: usize = 16_384;
+        const HALVES_FROM: usize = 4096;
         let nf = self.nf();
         if rows.len() < HALVES_FROM {
             accumulate(self.codes, nf, rows, g, hist);
@@ -381,16 +391,6 @@ fn accumulate(codes: &[u8], nf: usize, rows: &[u32], g: &[f64], hist: &mut [Bin]
             b.g += gr;
             b.n += 1.0;
         }
-    }
-}
-
-fn leaf(value: f64) -> Node {
-    Node {
-        feature: -1,
-        value,
-        left: 0,
-        right: 0,
-        gain: 0.0,
     }
 }
 

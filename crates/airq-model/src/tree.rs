@@ -221,7 +221,7 @@ pub fn fit_tree(
     Tree { nodes }
 }
 
-fn leaf(value: f64) -> Node {
+pub(crate) fn leaf(value: f64) -> Node {
     Node {
         feature: -1,
         value,

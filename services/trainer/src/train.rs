@@ -39,6 +39,13 @@ pub fn test_start(d: &Dataset, fraction: f64) -> Option<DateTime<Utc>> {
     Some(*first + chrono::Duration::seconds((span * (1.0 - fraction)) as i64))
 }
 
+/// Where the validation window of a training set starts: `days` before its last target, but
+/// never before the last fifth of its span (a short snapshot keeps most rows to fit on).
+pub fn validation_start(d: &Dataset, days: i64) -> Option<DateTime<Utc>> {
+    let fifth = test_start(d, 0.2)?;
+    Some((*d.target.last()? - chrono::Duration::days(days)).max(fifth))
+}
+
 /// Train (targets before `test_from`) and test (from it) sets: a cut in time, never shuffled.
 pub fn split(d: &Dataset, test_from: DateTime<Utc>) -> (Dataset, Dataset) {
     (d.filter(|t| t < test_from), d.filter(|t| t >= test_from))
@@ -163,11 +170,8 @@ pub fn forest(
 /// lowest validation RMSE is the candidate, the others are its [`Trained::trials`].
 pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Sync)) -> Trained {
     let started = Instant::now();
-    let (fit, validation) = match train.target.last() {
-        Some(last) => split(
-            train,
-            *last - chrono::Duration::days(cfg.boosting.validation_days),
-        ),
+    let (fit, validation) = match validation_start(train, cfg.boosting.validation_days) {
+        Some(from) => split(train, from),
         None => (train.clone(), train.clone()),
     };
     let binned = Binned::new(&fit.x, 255);
@@ -358,6 +362,20 @@ mod tests {
         let (train, test) = split(&d, from);
         assert_eq!(train.len() + test.len(), d.len());
         assert!(train.target.iter().all(|t| *t < from) && test.target.iter().all(|t| *t >= from));
+    }
+
+    #[test]
+    fn the_validation_window_is_the_end_of_the_training_set_and_at_most_a_fifth_of_it() {
+        let d = data();
+        let (last, first) = (*d.target.last().unwrap(), d.target[0]);
+        assert_eq!(
+            validation_start(&d, 2),
+            Some(last - Duration::days(2)),
+            "2 of 14 days"
+        );
+        let capped = validation_start(&d, 60).unwrap();
+        assert_eq!(capped, test_start(&d, 0.2).unwrap());
+        assert!(capped > first + Duration::days(10), "{capped}");
     }
 
     #[test]

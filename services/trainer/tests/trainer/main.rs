@@ -155,6 +155,25 @@ async fn extract_validate_train_evaluate_promote_through_mlflow() {
             "random_forest"
         ]
     );
+    // The boosting search: the settings and the default config's two variants, child runs of
+    // the gradient-boosting run.
+    let boosting = runs
+        .iter()
+        .find(|r| r.info.run_name == "gradient_boosting")
+        .unwrap();
+    let trials = c
+        .search_runs(&[&exp], "tags.`airq.step` = 'search'", 10)
+        .await
+        .unwrap();
+    assert_eq!(trials.len(), 3);
+    for t in &trials {
+        assert_eq!(
+            t.tag("mlflow.parentRunId"),
+            Some(boosting.info.run_id.as_str())
+        );
+        assert!(t.metric("validation_rmse").is_some_and(f64::is_finite));
+    }
+    assert!(boosting.param("validation_rmse").is_some() && boosting.param("rounds").is_some());
     let mut best = ("", f64::INFINITY);
     for r in &runs {
         assert_eq!(r.info.status, RunStatus::Finished);
