@@ -56,7 +56,11 @@ def test_the_daily_dag_waits_for_the_day_batches_it_and_retrains_on_held_out_dat
     by_step = {}
     for r in runs:
         by_step.setdefault(tags(r).get("airq.step"), []).append(r)
-    assert {k: len(v) for k, v in by_step.items()} == {"extract": 1, "validate": 1, "train": 4, "evaluate": 1}
+    # train: one run per candidate; search: the boosting candidate's 3 trials, its child runs.
+    assert {k: len(v) for k, v in by_step.items()} == {
+        "extract": 1, "validate": 1, "train": 4, "search": 3, "evaluate": 1}
+    boosting = next(r for r in by_step["train"] if r["info"]["run_name"] == "gradient_boosting")
+    assert all(tags(t)["mlflow.parentRunId"] == boosting["info"]["run_id"] for t in by_step["search"])
     assert all(r["info"]["status"] == "FINISHED" for r in runs)
     extract = params(by_step["extract"][0])
     assert (extract["from"], extract["to"]) == ("2025-03-01T00:00:00+00:00", "2025-03-14T00:00:00+00:00")
