@@ -223,12 +223,19 @@ start_mlflow() {
     --backend-store-uri "sqlite:///$STATE/mlflow/mlflow.db" \
     --serve-artifacts --artifacts-destination "$STATE/mlflow/artifacts" >>"$LOGS/mlflow.log" 2>&1 &
   echo $! >"$STATE/mlflow.pid"
-  for _ in $(seq 1 120); do
-    curl -sf "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1 && return 0
+  # A first start creates and migrates its database, then each of the 2 workers imports
+  # MLflow's server: on a cold page cache and 2 busy cores that took more than 60 s once (CI,
+  # 2026-12-05: the workers had not answered when a 60 s wait gave up). Wait up to 5 minutes,
+  # and say so every 30 s.
+  local waited=0
+  while [ "$waited" -lt 600 ]; do
+    curl -sf --max-time 5 "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1 && return 0
     mlflow_running || break
     sleep 0.5
+    waited=$((waited + 1))
+    [ $((waited % 60)) -eq 0 ] && log "MLflow not answering yet after $((waited / 2)) s"
   done
-  tail -20 "$LOGS/mlflow.log" >&2
+  tail -40 "$LOGS/mlflow.log" >&2
   log "MLflow did not start"
   exit 1
 }
