@@ -6,7 +6,7 @@
 # message, and the hottest symbols, self time.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/target/release
+BIN=${AIRQ_BENCH_BIN:-$ROOT/target/release}  # another build for an A/B run
 DATA=${AIRQ_BEIJING_DIR:-$ROOT/../shared/data/beijing_prsa}
 PORT=${AIRQ_BENCH_KAFKA_PORT:-19192}
 STATE=${AIRQ_STATE_DIR:-$ROOT/.stack}

@@ -11,7 +11,8 @@
 //! - [`nowcast`]: EPA NowCast for PM;
 //! - [`sensor`]: per-sensor streaming state (rolling means, hourly buckets) and
 //!   [`sensor::SensorState::process`], which turns a reading into a [`processed::ProcessedReading`];
-//! - [`processed`]: the enriched `processed_data` message (schema v1).
+//! - [`processed`]: the enriched `processed_data` message (schema v1);
+//! - [`time`]: RFC 3339 parsing and writing with a fast path for the common shape.
 
 pub mod aqi;
 pub mod nowcast;
@@ -19,6 +20,7 @@ pub mod processed;
 pub mod qc;
 pub mod reading;
 pub mod sensor;
+pub mod time;
 pub mod validate;
 
 pub use processed::ProcessedReading;

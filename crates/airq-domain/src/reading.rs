@@ -44,12 +44,12 @@ impl Location {
     /// longitude (`"39:116"` for Beijing at 1 degree), or `"all"`, one region for the whole
     /// fleet, when `cell_deg` is 0 or less. `processed_data` is keyed by it, so one
     /// detector instance sees every sensor of a region.
-    pub fn region_key(&self, cell_deg: f64) -> String {
+    pub fn region_key(&self, cell_deg: f64) -> std::borrow::Cow<'static, str> {
         if cell_deg.is_nan() || cell_deg <= 0.0 {
-            return "all".to_owned();
+            return "all".into();
         }
         let cell = |x: f64| (x / cell_deg).floor() as i64;
-        format!("{}:{}", cell(self.lat), cell(self.lon))
+        format!("{}:{}", cell(self.lat), cell(self.lon)).into()
     }
 }
 
@@ -108,9 +108,7 @@ pub mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = <&str>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        crate::time::parse_rfc3339(s).map_err(serde::de::Error::custom)
     }
 }
 

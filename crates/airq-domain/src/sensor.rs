@@ -159,14 +159,15 @@ impl SensorState {
     fn nowcast(&self, p: Pollutant) -> Option<f64> {
         let current = self.latest_ts?.div_euclid(HOUR);
         let i = p.index();
-        let hourly: Vec<Option<f64>> = (0..NOWCAST_HOURS)
-            .map(|ago| {
-                self.hours
-                    .iter()
-                    .find(|b| b.hour == current - ago && b.count[i] > 0)
-                    .map(|b| b.sum[i] / f64::from(b.count[i]))
-            })
-            .collect();
+        // Hours ago -> that hour's mean, in one pass over the (at most 12) buckets; the first
+        // bucket of an hour wins, as a search per hour would find it.
+        let mut hourly = [None; NOWCAST_HOURS as usize];
+        for b in &self.hours {
+            let ago = current - b.hour;
+            if (0..NOWCAST_HOURS).contains(&ago) && b.count[i] > 0 {
+                hourly[ago as usize].get_or_insert(b.sum[i] / f64::from(b.count[i]));
+            }
+        }
         nowcast_pm(&hourly)
     }
 }

@@ -166,9 +166,8 @@ fn parse_timestamp(
     now: DateTime<Utc>,
     cfg: &ValidationConfig,
 ) -> Result<DateTime<Utc>, Rejection> {
-    let ts = DateTime::parse_from_rfc3339(text)
-        .map_err(|e| reject(RejectReason::InvalidTimestamp, format!("{text:?}: {e}")))?
-        .with_timezone(&Utc);
+    let ts = crate::time::parse_rfc3339(text)
+        .map_err(|e| reject(RejectReason::InvalidTimestamp, format!("{text:?}: {e}")))?;
     if ts > now + Duration::seconds(cfg.max_future_skew_secs) {
         return Err(reject(
             RejectReason::TimestampInFuture,

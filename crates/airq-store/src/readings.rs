@@ -9,8 +9,8 @@ use crate::StoreError;
 /// Column-wise buffers for one `INSERT ... SELECT FROM UNNEST(...)`: one round trip
 /// and one statement for the whole batch.
 #[derive(Default)]
-struct Columns {
-    sensor_id: Vec<String>,
+struct Columns<'a> {
+    sensor_id: Vec<&'a str>,
     ts: Vec<DateTime<Utc>>,
     lat: Vec<f64>,
     lon: Vec<f64>,
@@ -26,10 +26,10 @@ struct Columns {
     schema_version: Vec<i16>,
 }
 
-impl Columns {
-    fn push(&mut self, r: &ProcessedReading) {
+impl<'a> Columns<'a> {
+    fn push(&mut self, r: &'a ProcessedReading) {
         use airq_domain::Pollutant;
-        self.sensor_id.push(r.sensor_id.clone());
+        self.sensor_id.push(&r.sensor_id);
         self.ts.push(r.timestamp);
         self.lat.push(r.location.lat);
         self.lon.push(r.location.lon);
@@ -80,13 +80,17 @@ pub async fn count_between(
 
 /// Inserts a batch of readings; a reading whose `(sensor_id, ts)` is already stored is
 /// left as it is (first write wins), so a redelivered batch changes nothing.
-/// Returns the number of rows actually inserted.
-pub async fn insert_readings(pool: &PgPool, batch: &[ProcessedReading]) -> Result<u64, StoreError> {
+/// Returns the number of rows actually inserted. Takes readings or references to them (the
+/// cleaner's shards borrow its batch).
+pub async fn insert_readings<R: std::borrow::Borrow<ProcessedReading>>(
+    pool: &PgPool,
+    batch: &[R],
+) -> Result<u64, StoreError> {
     if batch.is_empty() {
         return Ok(0);
     }
     let mut c = Columns::default();
-    batch.iter().for_each(|r| c.push(r));
+    batch.iter().for_each(|r| c.push(r.borrow()));
     let [clean_pm25, clean_pm10, clean_no2] = c.clean;
     let [raw_pm25, raw_pm10, raw_no2] = c.raw;
     let [mean_pm25, mean_pm10, mean_no2] = c.mean_1h;

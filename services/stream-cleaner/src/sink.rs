@@ -46,18 +46,26 @@ impl Sink for ReadingSink {
 
     /// `processed_data`, in consumption order: each sensor's readings stay in order.
     async fn publish(&self, readings: &[&ProcessedReading]) -> Result<(), SinkError> {
-        let payloads: Vec<Vec<u8>> = readings.iter().map(|r| r.to_json()).collect();
-        let keys: Vec<String> = readings
+        // The batch's messages in one buffer (librdkafka copies each payload it queues): one
+        // allocation a batch instead of one a message.
+        let mut payloads = Vec::with_capacity(readings.len() * 640);
+        let mut ends = Vec::with_capacity(readings.len());
+        for r in readings {
+            r.write_json(&mut payloads);
+            ends.push(payloads.len());
+        }
+        let keys: Vec<_> = readings
             .iter()
             .map(|r| r.location.region_key(self.region_cell_deg))
             .collect();
+        let starts = std::iter::once(0).chain(ends.iter().copied());
         let records: Vec<FutureRecord<'_, [u8], [u8]>> = keys
             .iter()
-            .zip(&payloads)
-            .map(|(k, p)| {
+            .zip(starts.zip(&ends))
+            .map(|(k, (start, &end))| {
                 FutureRecord::<[u8], [u8]>::to(&self.processed_topic)
                     .key(k.as_bytes())
-                    .payload(p)
+                    .payload(&payloads[start..end])
             })
             .collect();
         airq_kafka::publish::send_all(&self.producer, records).await?;
@@ -77,14 +85,14 @@ fn store_error(e: StoreError) -> SinkError {
 fn shard_by_sensor<'a>(
     readings: impl Iterator<Item = &'a ProcessedReading>,
     n: usize,
-) -> Vec<Vec<ProcessedReading>> {
+) -> Vec<Vec<&'a ProcessedReading>> {
     use std::hash::{Hash, Hasher};
     let n = n.max(1);
     let mut shards = vec![Vec::new(); n];
     for r in readings {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         r.sensor_id.hash(&mut h);
-        shards[(h.finish() % n as u64) as usize].push(r.clone());
+        shards[(h.finish() % n as u64) as usize].push(r);
     }
     shards.retain(|s| !s.is_empty());
     shards

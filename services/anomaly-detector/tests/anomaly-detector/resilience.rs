@@ -103,7 +103,7 @@ async fn malformed_processed_messages_are_dead_lettered_and_detection_goes_on() 
         .map(|p| {
             let r: ProcessedReading = serde_json::from_slice(p).unwrap();
             airq_sim::sim::Outgoing {
-                key: r.location.region_key(0.0),
+                key: r.location.region_key(0.0).into_owned(),
                 payload: p.clone(),
             }
         })
