@@ -6,6 +6,7 @@
 # AIRQ_BENCH_BODY=stored (default): the body names the sensor, the service reads its readings from
 #   PostgreSQL (once per AIRQ_SERIES_CACHE_MS, default 1000; 0 reads them per request).
 # AIRQ_BENCH_BODY=readings: the body carries the sensor's last 30 stored readings.
+# AIRQ_BENCH_BODY=health: GET /health instead, the floor of loopback HTTP on this machine.
 # Usage: bench/predict_load.sh [SECONDS] [CONNECTIONS]. Writes bench/results/predict-<date>.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,7 +17,9 @@ OUT=$ROOT/bench/results
 mkdir -p "$OUT" "$STATE/bench"
 command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 eval "$("$ROOT/scripts/stack.sh" env)"
-cargo build --release -q -p predict-api
+# AIRQ_BENCH_BIN: another build's binaries, for an A/B run in one session.
+BIN=${AIRQ_BENCH_BIN:-$ROOT/target/release}
+[ -n "${AIRQ_BENCH_BIN:-}" ] || cargo build --release -q -p predict-api
 MODEL=${AIRQ_BENCH_MODEL:-$(sed -n 's/.*MLflow experiment beijing-bench-\([0-9]*\).*/beijing-pm25-1h-\1/p' "$OUT"/train-beijing-*.txt | tail -1)}
 [ -n "$MODEL" ] || { echo "run bench/train_beijing.sh first" >&2; exit 1; }
 PORT=${AIRQ_BENCH_PREDICT_PORT:-18000}
@@ -27,22 +30,28 @@ case $KIND in
   readings) BODY=$(psql -qAt "$DB" -c "SELECT json_build_object('sensor_id', 'bj_aotizhongxin', 'readings',
       json_agg(json_build_object('timestamp', ts, 'pm2_5', pm2_5, 'pm10', pm10, 'no2', no2) ORDER BY ts))
       FROM (SELECT * FROM readings WHERE sensor_id = 'bj_aotizhongxin' ORDER BY ts DESC LIMIT 30) r") ;;
-  *) echo "AIRQ_BENCH_BODY is stored or readings, not $KIND" >&2; exit 2 ;;
+  # The floor of this machine's loopback HTTP: GET /health, no body, no model.
+  health) BODY= ;;
+  *) echo "AIRQ_BENCH_BODY is stored, readings or health, not $KIND" >&2; exit 2 ;;
 esac
 AIRQ__DATABASE__URL=$DB AIRQ__MLFLOW__MODEL=$MODEL \
-  AIRQ__SERVER__ADDR=127.0.0.1:$PORT AIRQ__SERVER__SERIES_CACHE_MS=${AIRQ_SERIES_CACHE_MS:-1000} RUST_LOG=warn "$ROOT/target/release/predict-api" &
+  AIRQ__SERVER__ADDR=127.0.0.1:$PORT AIRQ__SERVER__SERIES_CACHE_MS=${AIRQ_SERIES_CACHE_MS:-1000} RUST_LOG=warn "$BIN/predict-api" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
-curl -sf -X POST "http://127.0.0.1:$PORT/predict" -H 'content-type: application/json' -d "$BODY"
-echo
-cat >"$STATE/bench/predict.lua" <<LUA
+if [ "$KIND" = health ]; then
+  RESULT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/health")
+else
+  curl -sf -X POST "http://127.0.0.1:$PORT/predict" -H 'content-type: application/json' -d "$BODY"
+  echo
+  cat >"$STATE/bench/predict.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '$BODY'
 LUA
-RESULT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$STATE/bench/predict.lua" "http://127.0.0.1:$PORT/predict")
+  RESULT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$STATE/bench/predict.lua" "http://127.0.0.1:$PORT/predict")
+fi
 {
-  echo "# bench/predict_load.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, model $MODEL, $CONNECTIONS connections, body $KIND (${#BODY} bytes), series cache ${AIRQ_SERIES_CACHE_MS:-1000} ms"
+  echo "# bench/predict_load.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $BIN/predict-api, model $MODEL, $CONNECTIONS connections, body $KIND (${#BODY} bytes), series cache ${AIRQ_SERIES_CACHE_MS:-1000} ms"
   echo "$RESULT"
 } | tee -a "$OUT/predict-$(date -u +%Y-%m-%d).txt"

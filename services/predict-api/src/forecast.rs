@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputReading {
+    #[serde(deserialize_with = "timestamp")]
     pub timestamp: DateTime<Utc>,
     #[serde(default)]
     pub pm2_5: Option<f64>,
@@ -20,6 +21,31 @@ pub struct InputReading {
     pub pm10: Option<f64>,
     #[serde(default)]
     pub no2: Option<f64>,
+}
+
+/// A reading's time as chrono's `DateTime<Utc>` accepts it (RFC 3339, relaxed), with
+/// `airq_domain::time`'s fast path for the usual shape: 30 readings a request made chrono's
+/// parser a tenth of the server's CPU.
+fn timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an RFC 3339 formatted date and time string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            match airq_domain::time::parse_fast(s) {
+                Some(t) => Ok(t),
+                None => s
+                    .parse::<DateTime<chrono::FixedOffset>>()
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(E::custom),
+            }
+        }
+    }
+    d.deserialize_str(Visitor)
 }
 
 /// Hourly means, as the trainer's extract computes them from PostgreSQL.
@@ -111,6 +137,27 @@ mod tests {
                 no2: None.or(Some(5.0)),
             })
             .collect()
+    }
+
+    #[test]
+    fn reads_timestamps_as_chrono_does() {
+        for text in [
+            "2024-01-15T14:30:00Z",
+            "2024-01-15T14:30:00.25+02:00",
+            "2024-01-15 14:30:00Z",
+            "2024-01-15T14:30:00+0200",
+            "2024-01-15T14:30:00",
+            "yesterday",
+        ] {
+            let json = format!(r#"{{"timestamp":"{text}","pm2_5":1}}"#);
+            let ours = serde_json::from_str::<InputReading>(&json).map(|r| r.timestamp);
+            let chrono = serde_json::from_str::<DateTime<Utc>>(&format!("{text:?}"));
+            match (ours, chrono) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string()[..20], b.to_string()[..20], "{text}"),
+                (a, b) => panic!("{text}: {a:?} against chrono's {b:?}"),
+            }
+        }
     }
 
     #[test]
