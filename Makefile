@@ -15,7 +15,7 @@ help:
 	@echo "make replay   replay the Beijing data set into the running platform"
 	@echo "make airflow  Airflow 3 UI + scheduler with the airq DAGs (foreground)"
 	@echo "make train    run the ML pipeline on the last 7 days of readings (TRAIN_FROM=, TRAIN_TO=)"
-	@echo "make bench    the replay, platform, latency, training and predict benchmarks (docs/benchmarks.md)"
+	@echo "make bench    the replay, platform, memory, latency, training and predict benchmarks (docs/benchmarks.md)"
 
 stack:
 	scripts/stack.sh up
@@ -58,6 +58,7 @@ bench: stack build
 	bench/replay.sh
 	bench/profile_cleaner.sh
 	bench/platform.sh
+	bench/memory.sh 30 10        # the platform platform.sh left running, 30 live minutes after the replay
 	bench/latency.sh 5000 60
 	bench/train_beijing.sh
 	bench/predict_load.sh
