@@ -292,6 +292,8 @@ cmd_env() {
   echo "export AIRQ_PYTHON=$MLFLOW_VENV/bin/python"
   echo "export AIRQ_TANSU_BIN=$TANSU"
   echo "export AIRQ_TANSU_SCHEMA=$TANSU_SCHEMA"
+  # The tests delete their topics from the broker's storage, never through DeleteTopics (docs/tansu.md).
+  echo "export AIRQ_KAFKA_STORAGE=$KAFKA_STORAGE"
   echo "export AIRQ_SCHEMATHESIS=$SCHEMATHESIS_VENV/bin/schemathesis"
   echo "export AIRQ_BENCH_PYTHON=$BENCH_VENV/bin/python"
   airflow_env

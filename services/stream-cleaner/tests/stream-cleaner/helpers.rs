@@ -326,13 +326,15 @@ pub fn processed_keys(msgs: &[Received]) -> std::collections::BTreeSet<(String, 
 }
 
 /// Deletes a test's topics and database once it passed (a failed test leaves them to look at).
+///
+/// Not through the broker's DeleteTopics: Tansu 0.6.0 on PostgreSQL storage deletes every
+/// topic of the cluster when asked to delete one (tansu-storage's `topic_delete_by.sql` keys
+/// the delete on the cluster, docs/tansu.md), so one test's cleanup wiped the topics of the
+/// tests running beside it and of a platform running on the same stack. The test's own topics
+/// are deleted from the broker's storage instead (`tansu` database of the stack's PostgreSQL;
+/// its partitions, records and offsets go with them by cascade). On other storage they stay,
+/// and retention empties them.
 pub async fn cleanup(topics: &Topics, db_url: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
     let names = [
         &topics.raw,
         &topics.processed,
@@ -340,7 +342,17 @@ pub async fn cleanup(topics: &Topics, db_url: &str) {
         &topics.dead_letter,
     ];
     let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+    let storage = std::env::var("AIRQ_KAFKA_STORAGE")
+        .unwrap_or_else(|_| format!("{}/tansu", admin_url().rsplit_once('/').map_or("", |p| p.0)));
+    if storage.starts_with("postgres")
+        && let Ok(pool) = PgPool::connect(&storage).await
+    {
+        let _ = sqlx::query("DELETE FROM topic WHERE name = ANY($1)")
+            .bind(&names)
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
     if let Some((base, name)) = db_url.rsplit_once('/')
         && let Ok(pool) = PgPool::connect(&format!("{base}/postgres")).await
     {
