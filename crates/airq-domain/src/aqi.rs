@@ -141,7 +141,8 @@ pub enum EaqiBand {
 }
 
 impl EaqiBand {
-    const ORDER: [EaqiBand; 6] = [
+    /// Every band, best first.
+    pub(crate) const ORDER: [EaqiBand; 6] = [
         EaqiBand::Good,
         EaqiBand::Fair,
         EaqiBand::Moderate,

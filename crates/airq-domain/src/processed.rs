@@ -230,14 +230,6 @@ mod tests {
             AqiCategory::VeryUnhealthy,
             AqiCategory::Hazardous,
         ];
-        let bands = [
-            EaqiBand::Good,
-            EaqiBand::Fair,
-            EaqiBand::Moderate,
-            EaqiBand::Poor,
-            EaqiBand::VeryPoor,
-            EaqiBand::ExtremelyPoor,
-        ];
         ProcessedReading {
             schema_version: rng.random_range(0..3),
             sensor_id: ids[rng.random_range(0..ids.len())].to_owned(),
@@ -265,7 +257,9 @@ mod tests {
                     category: categories[rng.random_range(0..6)],
                     dominant: Pollutant::ALL[rng.random_range(0..3)],
                 }),
-                eaqi: rng.random_bool(0.7).then(|| bands[rng.random_range(0..6)]),
+                eaqi: rng
+                    .random_bool(0.7)
+                    .then(|| EaqiBand::ORDER[rng.random_range(0..6)]),
             },
         }
     }
