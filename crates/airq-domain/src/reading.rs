@@ -99,11 +99,13 @@ impl Reading {
 
 /// RFC 3339 with a `Z` suffix and second precision (sub-seconds kept when present).
 pub mod rfc3339 {
-    use chrono::{DateTime, SecondsFormat, Utc};
+    use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        let mut text = Vec::with_capacity(32);
+        crate::time::write_rfc3339(&mut text, ts);
+        s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {

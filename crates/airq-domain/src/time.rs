@@ -10,10 +10,13 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Timelike, Utc};
 /// shape (then the caller's chrono parse decides, with its error message).
 pub fn parse_fast(s: &str) -> Option<DateTime<Utc>> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
-        return None;
-    }
-    if b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let two = |i: usize| -> Option<u32> {

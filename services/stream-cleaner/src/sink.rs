@@ -49,23 +49,23 @@ impl Sink for ReadingSink {
         // The batch's messages in one buffer (librdkafka copies each payload it queues): one
         // allocation a batch instead of one a message.
         let mut payloads = Vec::with_capacity(readings.len() * 640);
-        let mut ends = Vec::with_capacity(readings.len());
+        let mut spans = Vec::with_capacity(readings.len());
         for r in readings {
+            let start = payloads.len();
             r.write_json(&mut payloads);
-            ends.push(payloads.len());
+            spans.push(start..payloads.len());
         }
         let keys: Vec<_> = readings
             .iter()
             .map(|r| r.location.region_key(self.region_cell_deg))
             .collect();
-        let starts = std::iter::once(0).chain(ends.iter().copied());
         let records: Vec<FutureRecord<'_, [u8], [u8]>> = keys
             .iter()
-            .zip(starts.zip(&ends))
-            .map(|(k, (start, &end))| {
+            .zip(spans)
+            .map(|(k, span)| {
                 FutureRecord::<[u8], [u8]>::to(&self.processed_topic)
                     .key(k.as_bytes())
-                    .payload(&payloads[start..end])
+                    .payload(&payloads[span])
             })
             .collect();
         airq_kafka::publish::send_all(&self.producer, records).await?;
