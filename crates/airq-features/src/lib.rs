@@ -1,9 +1,11 @@
 //! The forecasting features, one definition for the trainer and the prediction API (no
-//! train/serve skew). The task: PM2.5 one hour ahead for a sensor, from its own hourly
-//! history only (what the sensors send: PM2.5, PM10, NO2; no weather).
+//! train/serve skew). The task: PM2.5 `h` hours ahead for a sensor (`h` = 1 by default, up
+//! to 24 for the longer horizons' direct models), from its own hourly history only (what the
+//! sensors send: PM2.5, PM10, NO2; no weather).
 //!
 //! A sensor's history is a map hour -> hourly means. The features for a forecast of hour
-//! `t + 1` use hours `t` and before only: nothing from the future leaks in.
+//! `t + h` use hours `t` and before only: nothing from the future leaks in. Only the
+//! calendar features depend on `h` (they describe the target hour).
 
 use std::collections::BTreeMap;
 
@@ -77,6 +79,16 @@ impl FeatureSpec {
 
     /// The feature vector to forecast hour `t + 1` from `series` (hours up to `t` used).
     pub fn features(&self, series: &Series, t: DateTime<Utc>) -> Result<Vec<f64>, Missing> {
+        self.features_ahead(series, t, 1)
+    }
+
+    /// The feature vector to forecast hour `t + hours` from `series` (hours up to `t` used).
+    pub fn features_ahead(
+        &self,
+        series: &Series,
+        t: DateTime<Utc>,
+        hours: u32,
+    ) -> Result<Vec<f64>, Missing> {
         let mut x = Vec::with_capacity(3 * self.lags + 6);
         let at = |k: usize| series.get(&(t - Duration::hours(k as i64)));
         let pollutants: [(&str, Getter); 3] = [
@@ -107,7 +119,7 @@ impl FeatureSpec {
             });
         }
         x.push(window.iter().sum::<f64>() / window.len() as f64);
-        x.extend(calendar(t + Duration::hours(1)));
+        x.extend(calendar(t + Duration::hours(i64::from(hours))));
         Ok(x)
     }
 }
@@ -131,6 +143,7 @@ fn calendar(target: DateTime<Utc>) -> [f64; 5] {
 }
 
 /// A supervised data set: row `i` forecasts `y[i]` (PM2.5 at `target[i]`) from `x[i]`.
+/// `target[i]` is `hours` after the last hour its features use.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dataset {
     pub x: Vec<Vec<f64>>,
@@ -167,14 +180,23 @@ impl Dataset {
 /// Every (features, next-hour PM2.5) pair of every sensor whose inputs and target exist,
 /// ordered by target time then sensor (splits by time are then prefix/suffix cuts).
 pub fn build_dataset(spec: &FeatureSpec, sensors: &BTreeMap<String, Series>) -> Dataset {
+    build_dataset_ahead(spec, sensors, 1)
+}
+
+/// As [`build_dataset`], for PM2.5 `hours` ahead.
+pub fn build_dataset_ahead(
+    spec: &FeatureSpec,
+    sensors: &BTreeMap<String, Series>,
+    hours: u32,
+) -> Dataset {
     let mut rows = Vec::new();
     for (sensor, series) in sensors {
         for (&t, h) in series {
-            let target = t + Duration::hours(1);
+            let target = t + Duration::hours(i64::from(hours));
             let (Some(y), Some(last)) = (series.get(&target).and_then(|n| n.pm2_5), h.pm2_5) else {
                 continue;
             };
-            if let Ok(x) = spec.features(series, t) {
+            if let Ok(x) = spec.features_ahead(series, t, hours) {
                 rows.push((target, sensor.clone(), x, y, last));
             }
         }
@@ -265,5 +287,27 @@ mod tests {
         assert_eq!(d.y[0], d.last[0] + 1.0, "target is the next hour");
         let late = d.filter(|t| t >= t0() + Duration::hours(35));
         assert_eq!(late.len(), 2 * 5, "targets 35..=39");
+    }
+
+    #[test]
+    fn a_longer_horizon_targets_later_hours_with_the_same_inputs() {
+        let spec = FeatureSpec::default();
+        let sensors: BTreeMap<String, Series> = [("a".to_owned(), series(40))].into();
+        let one = build_dataset(&spec, &sensors);
+        let six = build_dataset_ahead(&spec, &sensors, 6);
+        // Inputs at hours 11..=33 have a target 6 hours later inside the 40 hours.
+        assert_eq!(six.len(), 23);
+        assert_eq!(six.y[0], six.last[0] + 6.0, "target is 6 hours after t");
+        assert_eq!(six.target[0], one.target[0] + Duration::hours(5));
+        // The same history, the calendar of the later target hour.
+        let names = spec.names();
+        let cal = names.iter().position(|n| n == "hour_sin").unwrap();
+        assert_eq!(six.x[0][..cal], one.x[0][..cal]);
+        let t = t0() + Duration::hours(11);
+        assert_eq!(
+            six.x[0][cal..],
+            spec.features(&series(40), t + Duration::hours(5)).unwrap()[cal..],
+            "the calendar of hour t + 6"
+        );
     }
 }

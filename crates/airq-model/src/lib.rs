@@ -9,12 +9,14 @@
 
 pub mod boost;
 pub mod flat;
+pub mod horizon;
 pub mod tree;
 
 use airq_features::FeatureSpec;
 use serde::{Deserialize, Serialize};
 
 pub use flat::Predictor;
+pub use horizon::{Anchors, Horizon, Interval};
 pub use tree::Tree;
 
 /// Version of the artifact format this crate reads and writes.
@@ -114,7 +116,14 @@ pub struct Artifact {
     pub name: String,
     pub spec: FeatureSpec,
     pub feature_names: Vec<String>,
+    /// PM2.5 one hour ahead.
     pub model: Model,
+    /// The prediction interval of `model` (absent in artifacts trained before intervals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    /// Direct models for longer horizons, ascending (absent: one hour only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub horizons: Vec<Horizon>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +144,32 @@ impl Artifact {
             feature_names: spec.names(),
             spec,
             model,
+            interval: None,
+            horizons: Vec::new(),
         }
+    }
+
+    /// The hours ahead with a model of their own: 1, then the longer horizons.
+    pub fn hours(&self) -> Vec<u32> {
+        std::iter::once(1)
+            .chain(self.horizons.iter().map(|h| h.hours).filter(|h| *h > 1))
+            .collect()
+    }
+
+    /// The model of `hours` ahead, if trained.
+    pub fn model_for(&self, hours: u32) -> Option<&Model> {
+        if hours == 1 {
+            return Some(&self.model);
+        }
+        self.horizons
+            .iter()
+            .find(|h| h.hours == hours)
+            .map(|h| &h.model)
+    }
+
+    /// The trained horizons laid out for serving.
+    pub fn anchors(&self) -> Anchors {
+        Anchors::new(&self.model, self.interval, &self.horizons)
     }
 
     pub fn to_json(&self) -> Vec<u8> {

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::cache::{Lookup, SeriesCache};
 use crate::config::Server;
-use crate::forecast::{Forecast, InputReading, forecast, hourly};
+use crate::forecast::{Ahead, Forecast, InputReading, forecast, forecast_ahead, hourly};
 use crate::metrics::Metrics;
 use crate::record::Recorder;
 use crate::registry::{Current, Loaded};
@@ -98,7 +98,13 @@ pub struct PredictRequest {
     /// Recent readings; without them the service reads the sensor's from PostgreSQL.
     #[serde(default)]
     pub readings: Option<Vec<InputReading>>,
+    /// Hours ahead to forecast besides the next one (each 1 to the model's longest horizon).
+    #[serde(default)]
+    pub horizons: Option<Vec<u32>>,
 }
+
+/// At most this many horizons per request.
+pub const MAX_HORIZONS: usize = 48;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +126,9 @@ pub struct Prediction {
     pub forecast: Forecast,
     pub unit: &'static str,
     pub model: ModelInfo,
+    /// One forecast per requested horizon, in the order asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub horizons: Option<Vec<Ahead>>,
 }
 
 /// An error, rendered as FastAPI renders its own: `{"detail": ...}`.
@@ -252,6 +261,36 @@ fn validate(r: &PredictRequest, limits: &Server, prefix: &[Value]) -> Result<(),
     Ok(())
 }
 
+/// Checks the requested horizons against the model's longest one.
+fn validate_horizons(r: &PredictRequest, m: &Loaded, prefix: &[Value]) -> Result<(), ApiError> {
+    let Some(hours) = &r.horizons else {
+        return Ok(());
+    };
+    let loc = |rest: &[Value]| prefix.iter().chain(rest).cloned().collect::<Vec<_>>();
+    if hours.len() > MAX_HORIZONS {
+        return Err(ApiError::invalid(
+            loc(&[json!("horizons")]),
+            format!(
+                "at most {MAX_HORIZONS} horizons per request, got {}",
+                hours.len()
+            ),
+            "value_error",
+        ));
+    }
+    let max = m.anchors.max_hours();
+    if let Some(i) = hours.iter().position(|h| !(1..=max).contains(h)) {
+        return Err(ApiError::invalid(
+            loc(&[json!("horizons"), json!(i)]),
+            format!(
+                "hours ahead must be 1 to {max} (model version {} forecasts up to {max} h)",
+                m.version
+            ),
+            "value_error",
+        ));
+    }
+    Ok(())
+}
+
 // ---- handlers ----
 
 fn model(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
@@ -311,7 +350,7 @@ fn one(
             )
         })?,
     };
-    let f = forecast(&m.artifact.spec, &m.predictor, series).map_err(|missing| {
+    let not_enough = |missing: airq_features::Missing| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
@@ -319,7 +358,13 @@ fn one(
                 r.sensor_id, missing.what
             ),
         )
-    })?;
+    };
+    let spec = &m.artifact.spec;
+    let f = forecast(spec, &m.anchors, series).map_err(not_enough)?;
+    let horizons = match &r.horizons {
+        Some(hours) => Some(forecast_ahead(spec, &m.anchors, series, hours).map_err(not_enough)?),
+        None => None,
+    };
     Ok(Prediction {
         sensor_id: r.sensor_id.clone(),
         forecast: f,
@@ -329,6 +374,7 @@ fn one(
             version: m.version.clone(),
             kind: m.artifact.name.clone(),
         },
+        horizons,
     })
 }
 
@@ -338,6 +384,7 @@ async fn predict(
 ) -> Result<Json<Prediction>, ApiError> {
     validate(&r, &state.limits, &[])?;
     let m = model(&state)?;
+    validate_horizons(&r, &m, &[])?;
     let stored = stored_series(&state, &m, &[&r]).await?;
     let p = one(&m, &r, &stored)?;
     state.record(&p);
@@ -364,6 +411,9 @@ async fn predict_batch(
     }
     // One model for the whole batch, even if it is swapped meanwhile.
     let m = model(&state)?;
+    for (i, r) in b.requests.iter().enumerate() {
+        validate_horizons(r, &m, &[json!("requests"), json!(i)])?;
+    }
     let all: Vec<&PredictRequest> = b.requests.iter().collect();
     let stored = stored_series(&state, &m, &all).await?;
     let mut results = Vec::with_capacity(b.requests.len());

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use airq_domain::Pollutant;
 use airq_domain::aqi::{AqiCategory, sub_index};
 use airq_features::{FeatureSpec, Hourly, Missing, Series};
-use airq_model::Predictor;
+use airq_model::Anchors;
+use airq_model::horizon::{Plan, Point, between};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,14 @@ pub struct Aqi {
     pub category: String,
 }
 
+/// A prediction interval of PM2.5 (ug/m3) meant to hold the value `coverage` of the time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bounds {
+    pub lower: f64,
+    pub upper: f64,
+    pub coverage: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Forecast {
     /// The hour forecast (start of the hour, UTC).
@@ -93,37 +102,115 @@ pub struct Forecast {
     /// The last hour of data the forecast is made from.
     pub based_on_hour: DateTime<Utc>,
     pub pm2_5: f64,
+    /// Absent when the model was trained without intervals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Bounds>,
     pub us_aqi: Option<Aqi>,
+}
+
+/// The forecast of one horizon.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ahead {
+    pub hours: u32,
+    #[serde(flatten)]
+    pub forecast: Forecast,
+    /// Interpolated between the two nearest horizons with a model of their own.
+    pub interpolated: bool,
+}
+
+/// The last hour of `series`, which forecasts start from.
+fn last_hour(series: &Series) -> Result<DateTime<Utc>, Missing> {
+    series
+        .last_key_value()
+        .map(|(t, _)| *t)
+        .ok_or_else(|| Missing {
+            what: "any reading".into(),
+        })
 }
 
 /// The next-hour forecast from the last hour of `series`.
 pub fn forecast(
     spec: &FeatureSpec,
-    model: &Predictor,
+    anchors: &Anchors,
     series: &Series,
 ) -> Result<Forecast, Missing> {
-    let Some((&t, _)) = series.last_key_value() else {
-        return Err(Missing {
-            what: "any reading".into(),
-        });
-    };
+    let t = last_hour(series)?;
     let x = spec.features(series, t)?;
-    let pm2_5 = model.predict(&x).max(0.0);
-    let us_aqi = sub_index(Pollutant::Pm25, pm2_5).map(|aqi| Aqi {
+    let p = anchors.point(0, &x, x[0]);
+    Ok(at(t, 1, p, anchors.0[0].interval.map(|iv| iv.coverage)))
+}
+
+/// The forecast of each of `hours` ahead (each in `1..=anchors.max_hours()`, checked by the
+/// caller; another is skipped) from the last hour of `series`.
+pub fn forecast_ahead(
+    spec: &FeatureSpec,
+    anchors: &Anchors,
+    series: &Series,
+    hours: &[u32],
+) -> Result<Vec<Ahead>, Missing> {
+    let t = last_hour(series)?;
+    // Each anchor's forecast once, however many horizons it serves.
+    let mut points: Vec<Option<Point>> = vec![None; anchors.0.len()];
+    let mut point = |i: usize| -> Result<Point, Missing> {
+        if let Some(p) = points[i] {
+            return Ok(p);
+        }
+        let x = spec.features_ahead(series, t, anchors.0[i].hours)?;
+        let p = anchors.point(i, &x, x[0]);
+        points[i] = Some(p);
+        Ok(p)
+    };
+    let mut out = Vec::with_capacity(hours.len());
+    for &h in hours {
+        let (p, coverage, interpolated) = match anchors.plan(h) {
+            None => continue,
+            Some(Plan::At(i)) => (
+                point(i)?,
+                anchors.0[i].interval.map(|iv| iv.coverage),
+                false,
+            ),
+            Some(Plan::Between {
+                before,
+                after,
+                weight,
+            }) => {
+                let p = between(point(before)?, point(after)?, weight);
+                (p, anchors.0[before].interval.map(|iv| iv.coverage), true)
+            }
+        };
+        out.push(Ahead {
+            hours: h,
+            forecast: at(t, h, p, coverage),
+            interpolated,
+        });
+    }
+    Ok(out)
+}
+
+fn at(t: DateTime<Utc>, hours: u32, p: Point, coverage: Option<f64>) -> Forecast {
+    let us_aqi = sub_index(Pollutant::Pm25, p.value).map(|aqi| Aqi {
         aqi,
         category: AqiCategory::from_aqi(aqi).as_str().to_owned(),
     });
-    Ok(Forecast {
-        forecast_for: t + Duration::hours(1),
+    Forecast {
+        forecast_for: t + Duration::hours(i64::from(hours)),
         based_on_hour: t,
-        pm2_5,
+        pm2_5: p.value,
+        interval: p
+            .interval
+            .zip(coverage)
+            .map(|((lower, upper), coverage)| Bounds {
+                lower,
+                upper,
+                coverage,
+            }),
         us_aqi,
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use airq_model::Model;
+    use airq_model::{Horizon, Interval, Model};
 
     use super::*;
 
@@ -169,7 +256,10 @@ mod tests {
 
     #[test]
     fn persistence_forecasts_the_last_hour_with_its_aqi() {
-        let (spec, p) = (FeatureSpec::default(), Predictor::new(&Model::Persistence));
+        let (spec, p) = (
+            FeatureSpec::default(),
+            Anchors::new(&Model::Persistence, None, &[]),
+        );
         let f = forecast(&spec, &p, &hourly(&readings(30))).unwrap();
         assert_eq!(f.pm2_5, 68.5, "mean of the last hour's two readings");
         assert_eq!(
@@ -180,5 +270,55 @@ mod tests {
         assert_eq!(aqi.category, "unhealthy");
         let short = forecast(&spec, &p, &hourly(&readings(3))).unwrap_err();
         assert!(short.what.starts_with("pm2_5 at"), "{}", short.what);
+    }
+
+    #[test]
+    fn longer_horizons_use_their_models_and_interpolate_between_them() {
+        let spec = FeatureSpec::default();
+        let constant = |v: f64| Model::Linear {
+            mean: vec![0.0],
+            scale: vec![1.0],
+            weights: vec![0.0],
+            intercept: v,
+        };
+        let iv = Interval {
+            coverage: 0.9,
+            lower: -0.5,
+            upper: 0.5,
+            offset: 10.0,
+            calibration_rows: 100,
+        };
+        let anchors = Anchors::new(
+            &Model::Persistence,
+            Some(iv),
+            &[Horizon {
+                hours: 5,
+                model: constant(20.0),
+                interval: Some(iv),
+            }],
+        );
+        let series = hourly(&readings(30));
+        let out = forecast_ahead(&spec, &anchors, &series, &[1, 3, 5, 9]).unwrap();
+        assert_eq!(
+            out.iter().map(|a| a.hours).collect::<Vec<_>>(),
+            [1, 3, 5],
+            "9 is past the longest"
+        );
+        let last = 68.5;
+        assert_eq!(out[0].forecast, forecast(&spec, &anchors, &series).unwrap());
+        assert_eq!(out[0].forecast.pm2_5, last);
+        assert_eq!(out[2].forecast.pm2_5, 20.0);
+        assert!(out[1].interpolated && !out[2].interpolated);
+        assert_eq!(out[1].forecast.pm2_5, last + (20.0 - last) * 0.5);
+        let b = out[2].forecast.interval.unwrap();
+        assert_eq!(
+            (b.lower, b.upper, b.coverage),
+            (0.0, 20.0 + 0.5 * (last + 10.0), 0.9),
+            "the lower bound is never below 0"
+        );
+        assert_eq!(
+            out[1].forecast.forecast_for,
+            out[0].forecast.based_on_hour + Duration::hours(3)
+        );
     }
 }

@@ -39,14 +39,14 @@ pub fn spec() -> Value {
         "info": {
             "title": "airq predict-api",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Next-hour PM2.5 per sensor, from the production model of the MLflow registry."
+            "description": "PM2.5 per sensor for the next hour and, on request, up to 24 hours ahead, with prediction intervals, from the production model of the MLflow registry."
         },
         "paths": {
             "/predict": { "post": {
                 "summary": "Forecast the next hour's PM2.5 of one sensor",
-                "description": "Give `sensor_id` alone to use its readings stored in PostgreSQL, or add `readings` (at least 24 hours, recent first or not).",
+                "description": "Give `sensor_id` alone to use its readings stored in PostgreSQL, or add `readings` (at least 24 hours, recent first or not). Add `horizons` (e.g. [1, 6, 24]) for forecasts further ahead.",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/PredictRequest" },
-                    "example": { "sensor_id": "CAP_001" } } } },
+                    "example": { "sensor_id": "CAP_001", "horizons": [1, 6, 24] } } } },
                 "responses": predict_responses
             }},
             "/predict/batch": { "post": {
@@ -69,13 +69,27 @@ pub fn spec() -> Value {
             "PredictRequest": { "type": "object", "required": ["sensor_id"], "additionalProperties": false, "properties": {
                 "sensor_id": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]{1,64}$" },
                 "readings": { "type": ["array", "null"], "items": { "$ref": "#/components/schemas/Reading" },
-                    "description": "absent or null: the sensor's readings stored in PostgreSQL are used" } } },
+                    "description": "absent or null: the sensor's readings stored in PostgreSQL are used" },
+                "horizons": { "type": ["array", "null"], "maxItems": 48, "items": { "type": "integer", "minimum": 1 },
+                    "description": "hours ahead to forecast as well (each 1 to the model's longest horizon, 24 for the trainer's defaults); the answer's `horizons` has one forecast per entry, in order" } } },
+            "Bounds": { "type": "object", "properties": { "lower": { "type": "number" }, "upper": { "type": "number" }, "coverage": { "type": "number" } },
+                "description": "a prediction interval of PM2.5 calibrated to hold the value `coverage` of the time" },
+            "Ahead": { "type": "object", "properties": {
+                "hours": { "type": "integer" },
+                "forecast_for": { "type": "string", "format": "date-time" },
+                "based_on_hour": { "type": "string", "format": "date-time" },
+                "pm2_5": { "type": "number" },
+                "interval": { "$ref": "#/components/schemas/Bounds" },
+                "us_aqi": { "type": ["object", "null"], "properties": { "aqi": { "type": "integer" }, "category": { "type": "string" } } },
+                "interpolated": { "type": "boolean", "description": "between the two nearest horizons with a model of their own" } } },
             "Prediction": { "type": "object", "properties": {
                 "sensor_id": { "type": "string" },
                 "forecast_for": { "type": "string", "format": "date-time" },
                 "based_on_hour": { "type": "string", "format": "date-time" },
                 "pm2_5": { "type": "number" },
+                "interval": { "$ref": "#/components/schemas/Bounds" },
                 "unit": { "type": "string" },
+                "horizons": { "type": "array", "items": { "$ref": "#/components/schemas/Ahead" } },
                 "us_aqi": { "type": ["object", "null"], "properties": { "aqi": { "type": "integer" }, "category": { "type": "string" } } },
                 "model": { "type": "object", "properties": { "name": { "type": "string" }, "version": { "type": "string" }, "kind": { "type": "string" } } } } },
             "Error": { "type": "object", "properties": { "detail": {} } }

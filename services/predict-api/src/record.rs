@@ -151,6 +151,7 @@ mod tests {
                 forecast_for: t0 + Hours::hours(hour + 1),
                 based_on_hour: t0 + Hours::hours(hour),
                 pm2_5: 12.0,
+                interval: None,
                 us_aqi: None,
             },
             unit: "ug/m3",
@@ -159,6 +160,7 @@ mod tests {
                 version: version.into(),
                 kind: "boosting".into(),
             },
+            horizons: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use airq_model::{Artifact, Predictor};
+use airq_model::{Anchors, Artifact};
 use mlflow_client::MlflowClient;
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +13,8 @@ pub struct Loaded {
     pub model_name: String,
     pub version: String,
     pub artifact: Artifact,
-    /// The artifact's model laid out for prediction.
-    pub predictor: Predictor,
+    /// The artifact's models (one per trained horizon) laid out for prediction.
+    pub anchors: Anchors,
 }
 
 #[derive(Debug, Default)]
@@ -56,7 +56,7 @@ pub async fn refresh(
     current.set(Arc::new(Loaded {
         model_name: model.to_owned(),
         version: v.version,
-        predictor: Predictor::new(&artifact.model),
+        anchors: artifact.anchors(),
         artifact,
     }));
     Ok(true)

@@ -37,6 +37,12 @@ pub struct TrainSettings {
     pub seed: u64,
     pub test_fraction: f64,
     pub threads: usize,
+    /// Hours ahead with a direct model of their own besides the next hour; the hours
+    /// between are interpolated when served.
+    #[serde(default)]
+    pub horizons: Vec<u32>,
+    /// Coverage of the prediction intervals (split-conformal on the validation window).
+    pub interval_coverage: f64,
     pub forest: ForestSettings,
     pub boosting: BoostingSettings,
 }

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use airq_features::Dataset;
+use airq_features::{Dataset, FeatureSpec, Series, build_dataset_ahead};
 use airq_model::boost::{self, BoostParams, Validation};
 use airq_model::tree::{self, Binned, ForestParams, TreeParams};
-use airq_model::{Model, Predictor, Scores, scores};
+use airq_model::{Interval, Model, Predictor, Scores, scores};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
@@ -22,6 +22,11 @@ pub struct Trained {
     pub train_seconds: f64,
     /// The settings tried to find it (the search), the chosen one among them.
     pub trials: Vec<Trial>,
+    /// Fitted without the validation window of its training rows (which can then calibrate
+    /// its interval).
+    pub held_out: bool,
+    /// The boosting settings the search chose (refitted as such for longer horizons).
+    pub chosen: Option<BoostingSettings>,
 }
 
 /// One fit of a search, scored on the validation window.
@@ -58,6 +63,8 @@ pub fn persistence() -> Trained {
         params: Vec::new(),
         train_seconds: 0.0,
         trials: Vec::new(),
+        held_out: true,
+        chosen: None,
     }
 }
 
@@ -109,6 +116,8 @@ pub fn linear(train: &Dataset) -> anyhow::Result<Trained> {
         ],
         train_seconds: started.elapsed().as_secs_f64(),
         trials: Vec::new(),
+        held_out: false,
+        chosen: None,
     })
 }
 
@@ -161,6 +170,8 @@ pub fn forest(
         ],
         train_seconds: started.elapsed().as_secs_f64(),
         trials: Vec::new(),
+        held_out: false,
+        chosen: None,
     }
 }
 
@@ -221,6 +232,7 @@ pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Syn
         })
         .unwrap_or(0);
     let (chosen, model) = trials.swap_remove(best);
+    let chosen_settings = settings.get(best).cloned();
     let mut params = chosen.params.clone();
     params.push(("search_trials".into(), settings.len().to_string()));
     params.push((
@@ -236,6 +248,149 @@ pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Syn
         params,
         train_seconds: started.elapsed().as_secs_f64(),
         trials: all,
+        held_out: true,
+        chosen: chosen_settings,
+    }
+}
+
+/// A model of the same kind and settings as `c`, fitted on `train` (e.g. another horizon's
+/// rows); a boosting search is not run again, its chosen settings are used.
+pub fn fit_like(c: &Trained, train: &Dataset, cfg: &TrainSettings) -> anyhow::Result<Trained> {
+    match c.name {
+        "persistence" => Ok(persistence()),
+        "linear" => linear(train),
+        "random_forest" => Ok(forest(train, &Binned::new(&train.x, 255), cfg, &|| {})),
+        "gradient_boosting" => {
+            let mut cfg = cfg.clone();
+            cfg.boosting = c.chosen.clone().unwrap_or(cfg.boosting);
+            cfg.boosting.search.clear();
+            Ok(boosting(train, &cfg, &|| {}))
+        }
+        other => anyhow::bail!("no way to refit a {other} model"),
+    }
+}
+
+/// The prediction interval of `c`, calibrated on the validation window of its training rows
+/// `train` (the last `boosting.validation_days`) by a model that did not see that window: `c`
+/// itself when it was fitted without it, else the same kind refitted on the rows before it.
+pub fn calibrate(
+    c: &Trained,
+    train: &Dataset,
+    cfg: &TrainSettings,
+    coverage: f64,
+) -> anyhow::Result<Option<Interval>> {
+    let Some(from) = validation_start(train, cfg.boosting.validation_days) else {
+        return Ok(None);
+    };
+    let (fit, validation) = split(train, from);
+    let held_out = if c.held_out || fit.is_empty() {
+        c.model.clone()
+    } else {
+        fit_like(c, &fit, cfg)?.model
+    };
+    let predicted = evaluate(&held_out, &validation).predicted;
+    Ok(Interval::calibrate(
+        &validation.y,
+        &predicted,
+        &validation.last,
+        coverage,
+    ))
+}
+
+/// A model for one horizon and how it does on the test rows.
+#[derive(Debug, Clone)]
+pub struct HorizonFit {
+    pub hours: u32,
+    pub model: Model,
+    pub interval: Option<Interval>,
+    pub test: Scores,
+    pub persistence: Scores,
+    /// Share of test rows inside their interval, and the interval's mean width.
+    pub coverage: f64,
+    pub mean_width: f64,
+    pub train_rows: usize,
+    pub train_seconds: f64,
+}
+
+/// The chosen one-hour candidate `c` with its interval, then its kind refitted for each of
+/// `cfg.horizons` (split at the same `test_from`), each with its interval, all scored on
+/// their test rows. A horizon without training or test rows is left out.
+pub fn horizons(
+    c: &Trained,
+    spec: &FeatureSpec,
+    data: &BTreeMap<String, Series>,
+    (train_set, test_set): (&Dataset, &Dataset),
+    test_from: DateTime<Utc>,
+    cfg: &TrainSettings,
+) -> anyhow::Result<Vec<HorizonFit>> {
+    let cov = cfg.interval_coverage;
+    let one = calibrate(c, train_set, cfg, cov)?;
+    let mut out = vec![score_horizon(1, c, one, train_set.len(), test_set)];
+    let mut hours: Vec<u32> = cfg.horizons.iter().copied().filter(|h| *h > 1).collect();
+    hours.sort_unstable();
+    hours.dedup();
+    for h in hours {
+        let d = build_dataset_ahead(spec, data, h);
+        let (train, test) = split(&d, test_from);
+        if train.len() < 2 || test.is_empty() {
+            tracing::warn!(
+                hours = h,
+                train = train.len(),
+                test = test.len(),
+                "horizon left out: no rows"
+            );
+            continue;
+        }
+        let fitted = fit_like(c, &train, cfg)?;
+        let interval = calibrate(&fitted, &train, cfg, cov)?;
+        let fit = score_horizon(h, &fitted, interval, train.len(), &test);
+        tracing::info!(
+            hours = h,
+            rmse = fit.test.rmse,
+            persistence = fit.persistence.rmse,
+            coverage = fit.coverage,
+            "horizon trained"
+        );
+        out.push(fit);
+    }
+    Ok(out)
+}
+
+/// Scores a fitted horizon model on its test rows.
+pub fn score_horizon(
+    hours: u32,
+    trained: &Trained,
+    interval: Option<Interval>,
+    train_rows: usize,
+    test: &Dataset,
+) -> HorizonFit {
+    let e = evaluate(&trained.model, test);
+    let (coverage, mean_width) = match interval {
+        Some(iv) => {
+            let width = e
+                .predicted
+                .iter()
+                .zip(&test.last)
+                .map(|(p, l)| {
+                    let (lo, hi) = iv.bounds(*p, *l);
+                    hi - lo
+                })
+                .sum::<f64>()
+                / test.len().max(1) as f64;
+            (iv.coverage_of(&test.y, &e.predicted, &test.last), width)
+        }
+        None => (f64::NAN, f64::NAN),
+    };
+    HorizonFit {
+        hours,
+        model: trained.model.clone(),
+        interval,
+        test: e.overall,
+        persistence: scores(&test.y, &test.last),
+        coverage,
+        mean_width,
+        train_rows,
+        train_seconds: trained.train_seconds,
     }
 }
 
@@ -276,7 +431,8 @@ pub struct Evaluation {
 
 pub fn evaluate(model: &Model, d: &Dataset) -> Evaluation {
     let model = Predictor::new(model);
-    let predicted: Vec<f64> = d.x.iter().map(|x| model.predict(x)).collect();
+    // Served forecasts are never below 0 (a tree on the change can undershoot).
+    let predicted: Vec<f64> = d.x.iter().map(|x| model.predict(x).max(0.0)).collect();
     let mut by_sensor: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for ((sensor, y), p) in d.sensor.iter().zip(&d.y).zip(&predicted) {
         let e = by_sensor.entry(sensor).or_default();
@@ -301,8 +457,12 @@ mod tests {
     use super::*;
     use crate::config::{BoostingVariant, ForestSettings};
 
-    /// Two weeks of an hourly AR(1)-like series with a daily cycle, 2 sensors.
     fn data() -> Dataset {
+        build_dataset(&FeatureSpec::default(), &series())
+    }
+
+    /// Two weeks of an hourly AR(1)-like series with a daily cycle, 2 sensors.
+    fn series() -> BTreeMap<String, Series> {
         let t0: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
         let sensors = ["a", "b"].map(|s| {
             let mut v = 30.0;
@@ -322,7 +482,7 @@ mod tests {
                 .collect();
             (s.to_owned(), series)
         });
-        build_dataset(&FeatureSpec::default(), &sensors.into_iter().collect())
+        sensors.into_iter().collect()
     }
 
     fn settings() -> TrainSettings {
@@ -330,6 +490,8 @@ mod tests {
             seed: 1,
             test_fraction: 0.25,
             threads: 2,
+            horizons: vec![6],
+            interval_coverage: 0.8,
             forest: ForestSettings {
                 trees: 30,
                 max_depth: 10,
@@ -353,6 +515,49 @@ mod tests {
                 }],
             },
         }
+    }
+
+    #[test]
+    fn longer_horizons_are_refitted_with_intervals_that_cover_the_test_rows() {
+        let sensors: BTreeMap<String, Series> = series();
+        let spec = FeatureSpec::default();
+        let d = build_dataset(&spec, &sensors);
+        let from = test_start(&d, 0.25).unwrap();
+        let (train, test) = split(&d, from);
+        let cfg = settings();
+        let gb = boosting(&train, &cfg, &|| {});
+        let fits = horizons(&gb, &spec, &sensors, (&train, &test), from, &cfg).unwrap();
+        assert_eq!(fits.iter().map(|f| f.hours).collect::<Vec<_>>(), [1, 6]);
+        for f in &fits {
+            let iv = f.interval.expect("an interval");
+            assert_eq!(iv.coverage, 0.8);
+            assert!(iv.lower < 0.0 && iv.upper > 0.0, "{iv:?}");
+            // Calibrated on 2 days of the same law: near its coverage on the test days.
+            assert!(
+                (0.6..=1.0).contains(&f.coverage),
+                "{} h: coverage {}",
+                f.hours,
+                f.coverage
+            );
+            assert!(
+                f.test.rmse < f.persistence.rmse,
+                "{} h: {:?} against {:?}",
+                f.hours,
+                f.test,
+                f.persistence
+            );
+        }
+        // The 6-hour model forecasts 6 hours after its inputs.
+        assert_eq!(
+            fits[1].test.n,
+            split(&build_dataset_ahead(&spec, &sensors, 6), from)
+                .1
+                .len()
+        );
+        // A refit of a forest or a linear model is calibrated on a fit without the window.
+        let lin = linear(&train).unwrap();
+        assert!(!lin.held_out);
+        assert!(calibrate(&lin, &train, &cfg, 0.8).unwrap().is_some());
     }
 
     #[test]

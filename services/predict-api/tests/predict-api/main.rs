@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use airq_features::FeatureSpec;
-use airq_model::{Artifact, Model};
+use airq_model::{Artifact, Horizon, Interval, Model};
 use chrono::{DateTime, Utc};
 use mlflow_client::MlflowClient;
 use predict_api::config::Settings;
@@ -59,12 +59,15 @@ async fn database() -> (String, PgPool) {
 
 /// Registers `model` as a new version of `name` and points `production` at it.
 async fn publish(c: &MlflowClient, name: &str, kind: &str, model: Model) -> String {
+    publish_artifact(c, name, Artifact::new(kind, FeatureSpec::default(), model)).await
+}
+
+async fn publish_artifact(c: &MlflowClient, name: &str, artifact: Artifact) -> String {
     let exp = c
         .get_or_create_experiment("predict-api-tests")
         .await
         .unwrap();
-    let run = c.create_run(&exp, kind, &[]).await.unwrap();
-    let artifact = Artifact::new(kind, FeatureSpec::default(), model);
+    let run = c.create_run(&exp, &artifact.name, &[]).await.unwrap();
     c.upload_artifact(&run.artifact_uri, "model/model.json", artifact.to_json())
         .await
         .unwrap();
@@ -389,6 +392,115 @@ async fn serves_forecasts_refuses_bad_input_and_swaps_models_live() {
         .execute(&admin)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecasts_each_requested_horizon_with_its_interval() {
+    let (db, pool) = database().await;
+    let c = MlflowClient::new(&mlflow_url()).unwrap();
+    let name = format!("horizons-{}", uuid::Uuid::new_v4().simple());
+    let n = FeatureSpec::default().names().len();
+    // Each horizon's model forecasts a constant: 10 x its hours.
+    let constant = |v: f64| Model::Linear {
+        mean: vec![0.0; n],
+        scale: vec![1.0; n],
+        weights: vec![0.0; n],
+        intercept: v,
+    };
+    let iv = Interval {
+        coverage: 0.9,
+        lower: -0.2,
+        upper: 0.3,
+        offset: 10.0,
+        calibration_rows: 500,
+    };
+    let mut a = Artifact::new("linear", FeatureSpec::default(), constant(10.0));
+    a.interval = Some(iv);
+    a.horizons = [6, 24]
+        .map(|h| Horizon {
+            hours: h,
+            model: constant(10.0 * f64::from(h)),
+            interval: Some(iv),
+        })
+        .into();
+    let version = publish_artifact(&c, &name, a).await;
+    let srv = start(&db, &name).await;
+    wait_ready(&srv.base).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/predict", srv.base);
+    // 30 hourly readings, the last one (2025-06-02T05:00) 49 ug/m3.
+    let t0: DateTime<Utc> = "2025-06-01T00:00:00Z".parse().unwrap();
+    let readings: Vec<Value> = (0..30)
+        .map(|h| json!({ "timestamp": (t0 + chrono::Duration::hours(h)).to_rfc3339(), "pm2_5": 20.0 + h as f64, "pm10": 40.0, "no2": 10.0 }))
+        .collect();
+    let body =
+        |horizons: Value| json!({ "sensor_id": "X", "readings": readings, "horizons": horizons });
+    let (status, p) = post(&http, url.clone(), &body(json!([1, 6, 15, 24]))).await;
+    assert_eq!(status, 200, "{p}");
+    let scale = 49.0 + 10.0;
+    assert_eq!(
+        p["pm2_5"],
+        json!(10.0),
+        "the next hour stays at the top level"
+    );
+    assert_eq!(
+        p["interval"],
+        json!({ "lower": 0.0, "upper": 10.0 + 0.3 * scale, "coverage": 0.9 })
+    );
+    let h = &p["horizons"];
+    assert_eq!(h.as_array().unwrap().len(), 4, "{p}");
+    assert_eq!(h[0]["pm2_5"], p["pm2_5"]);
+    assert_eq!(
+        (
+            h[1]["hours"].clone(),
+            h[1]["pm2_5"].clone(),
+            h[1]["interpolated"].clone()
+        ),
+        (json!(6), json!(60.0), json!(false))
+    );
+    assert_eq!(h[1]["forecast_for"], json!("2025-06-02T11:00:00Z"));
+    assert_eq!(h[1]["interval"]["upper"], json!(60.0 + 0.3 * scale));
+    // 15 h: halfway between the 6 h and 24 h models.
+    assert_eq!(
+        (h[2]["pm2_5"].clone(), h[2]["interpolated"].clone()),
+        (json!(150.0), json!(true))
+    );
+    assert_eq!(h[2]["us_aqi"]["category"], json!("very_unhealthy"), "{p}");
+    assert_eq!(h[3]["pm2_5"], json!(240.0));
+    assert_eq!(p["model"]["version"], json!(version));
+
+    // Past the longest horizon, or 0: a 422 that names the horizon and the limit.
+    let (status, e) = post(&http, url.clone(), &body(json!([3, 25]))).await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(e["detail"][0]["loc"], json!(["body", "horizons", 1]));
+    assert!(
+        e["detail"][0]["msg"].as_str().unwrap().contains("1 to 24"),
+        "{e}"
+    );
+    let (status, e) = post(&http, url.clone(), &body(json!([0]))).await;
+    assert_eq!(status, 422, "{e}");
+    let (status, e) = post(&http, url.clone(), &body(json!(["6"]))).await;
+    assert_eq!(
+        (status, e["detail"][0]["loc"].clone()),
+        (422, json!(["body", "horizons", 0])),
+        "{e}"
+    );
+    // In a batch, each request's horizons.
+    let (status, b) = post(
+        &http,
+        format!("{}/predict/batch", srv.base),
+        &json!({ "requests": [{ "sensor_id": "X", "readings": readings, "horizons": [24] }] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(
+        b["results"][0]["prediction"]["horizons"][0]["pm2_5"],
+        json!(240.0)
+    );
+
+    srv.stop.cancel();
+    srv.task.await.unwrap().unwrap();
+    drop_database(&db, pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

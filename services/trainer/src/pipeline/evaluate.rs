@@ -1,7 +1,7 @@
 //! `evaluate`: a candidate against production and persistence on data it never trained
 //! on; promotes it only if it beats both.
 
-use airq_features::build_dataset;
+use airq_features::{build_dataset, build_dataset_ahead};
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use mlflow_client::{Stage, metric, param};
@@ -43,27 +43,35 @@ impl Pipeline {
             .context("the staging run names no snapshot")?;
         let snap = self.mlflow.get_run(&snap_id).await?;
         let (_, data) = self.load_snapshot(&snap).await?;
-        let dataset = build_dataset(&staging.spec, &data);
-        let end = *dataset.target.last().context("empty snapshot")?;
+        let end = build_dataset(&staging.spec, &data)
+            .target
+            .last()
+            .copied()
+            .context("empty snapshot")?;
         let window_start =
             held_out_from.max(end - Duration::days(self.settings.evaluate.window_days));
-        let window = dataset.filter(|t| t >= window_start);
-        anyhow::ensure!(
-            !window.is_empty(),
-            "no held-out data to evaluate version {staging_v} on (its test set starts {held_out_from}, the snapshot ends {end})"
-        );
-        let rmse = |m: &airq_model::Model| train::evaluate(m, &window).overall.rmse;
-        let staging_rmse = rmse(&staging.model);
-        let persistence_rmse = rmse(&airq_model::Model::Persistence);
-        let production_rmse = production
-            .as_ref()
-            .map(|(v, a)| (v.clone(), rmse(&a.model)));
-        let decision = decide(
-            &staging_v,
-            staging_rmse,
-            persistence_rmse,
-            production_rmse.as_ref().map(|(v, r)| (v.as_str(), *r)),
-        );
+        // Every horizon of the candidate on the same window of target hours.
+        let mut table = Vec::new();
+        for hours in staging.hours() {
+            let window =
+                build_dataset_ahead(&staging.spec, &data, hours).filter(|t| t >= window_start);
+            anyhow::ensure!(
+                !window.is_empty(),
+                "no held-out data to evaluate version {staging_v} on at {hours} h (its test set starts {held_out_from}, the snapshot ends {end})"
+            );
+            let rmse = |m: &airq_model::Model| train::evaluate(m, &window).overall.rmse;
+            let production = production
+                .as_ref()
+                .and_then(|(v, a)| a.model_for(hours).map(|m| (v.clone(), rmse(m))));
+            table.push(Gate {
+                hours,
+                staging: staging.model_for(hours).map_or(f64::NAN, rmse),
+                persistence: rmse(&airq_model::Model::Persistence),
+                production,
+                rows: window.len(),
+            });
+        }
+        let decision = decide_horizons(&staging_v, &table);
         let run = self
             .start(
                 "evaluate",
@@ -75,13 +83,22 @@ impl Pipeline {
             )
             .await?;
         let done = async {
-            let mut metrics = vec![
-                metric("staging_rmse", staging_rmse, 0),
-                metric("persistence_rmse", persistence_rmse, 0),
-                metric("window_rows", window.len() as f64, 0),
-            ];
-            if let Some((_, r)) = &production_rmse {
-                metrics.push(metric("production_rmse", *r, 0));
+            let mut metrics = Vec::new();
+            for g in &table {
+                // The one-hour figures keep their names; longer horizons get a suffix.
+                let suffix = if g.hours == 1 {
+                    String::new()
+                } else {
+                    format!("_h{}", g.hours)
+                };
+                metrics.extend([
+                    metric(&format!("staging_rmse{suffix}"), g.staging, 0),
+                    metric(&format!("persistence_rmse{suffix}"), g.persistence, 0),
+                    metric(&format!("window_rows{suffix}"), g.rows as f64, 0),
+                ]);
+                if let Some((_, r)) = &g.production {
+                    metrics.push(metric(&format!("production_rmse{suffix}"), *r, 0));
+                }
             }
             let params = [
                 param("window_days", self.settings.evaluate.window_days),
@@ -98,6 +115,25 @@ impl Pipeline {
             ];
             self.mlflow
                 .log_batch(&run.run_id, &metrics, &params, &[])
+                .await?;
+            let rows: Vec<serde_json::Value> = table
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "hours": g.hours,
+                        "staging_rmse": g.staging,
+                        "production_rmse": g.production.as_ref().map(|(_, r)| *r),
+                        "persistence_rmse": g.persistence,
+                        "window_rows": g.rows,
+                    })
+                })
+                .collect();
+            self.mlflow
+                .upload_artifact(
+                    &run.artifact_uri,
+                    "gate.json",
+                    serde_json::to_vec_pretty(&rows)?,
+                )
                 .await?;
             if decision.action == Action::Promote {
                 self.mlflow.set_alias(name, PRODUCTION, &staging_v).await?;
@@ -134,6 +170,56 @@ impl Action {
 pub struct Decision {
     pub action: Action,
     pub reason: String,
+}
+
+/// One horizon of the gate: RMSE of each model on the window (`NaN`: no model).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub hours: u32,
+    pub staging: f64,
+    pub persistence: f64,
+    /// Production's version and RMSE, when production has a model for this horizon.
+    pub production: Option<(String, f64)>,
+    pub rows: usize,
+}
+
+/// Promote staging only if, at every horizon it has, it beats persistence and production
+/// (where production has that horizon). The reason is the first horizon that fails, else the
+/// one-hour comparison.
+pub fn decide_horizons(staging_version: &str, table: &[Gate]) -> Decision {
+    let mut first = None;
+    for g in table {
+        let production = g.production.as_ref().map(|(v, r)| (v.as_str(), *r));
+        let d = decide(staging_version, g.staging, g.persistence, production);
+        if d.action == Action::Keep {
+            let reason = if g.hours == 1 {
+                d.reason
+            } else {
+                format!("at {} h: {}", g.hours, d.reason)
+            };
+            return Decision {
+                action: Action::Keep,
+                reason,
+            };
+        }
+        first.get_or_insert(d);
+    }
+    let hours: Vec<String> = table.iter().map(|g| g.hours.to_string()).collect();
+    match first {
+        Some(mut d) if table.len() > 1 => {
+            d.reason = format!(
+                "{} (and at every horizon: {} h)",
+                d.reason,
+                hours.join(", ")
+            );
+            d
+        }
+        Some(d) => d,
+        None => Decision {
+            action: Action::Keep,
+            reason: "nothing to compare".into(),
+        },
+    }
 }
 
 /// Promote staging only if it beats persistence and the current production (if any).
@@ -198,5 +284,33 @@ mod tests {
             decide("1", 10.0, 12.0, Some(("1", 10.0))).action,
             Action::Keep
         );
+    }
+
+    #[test]
+    fn every_horizon_must_pass_the_gate() {
+        let g = |hours, staging, production: Option<f64>| Gate {
+            hours,
+            staging,
+            persistence: 12.0 * f64::from(hours),
+            production: production.map(|r| ("1".to_owned(), r)),
+            rows: 10,
+        };
+        let all = decide_horizons("2", &[g(1, 10.0, Some(11.0)), g(6, 30.0, None)]);
+        assert_eq!(all.action, Action::Promote, "{}", all.reason);
+        assert!(
+            all.reason.ends_with("(and at every horizon: 1, 6 h)"),
+            "{}",
+            all.reason
+        );
+        let worse = decide_horizons("2", &[g(1, 10.0, Some(11.0)), g(6, 30.0, Some(29.0))]);
+        assert_eq!(
+            (worse.action, worse.reason.as_str()),
+            (
+                Action::Keep,
+                "at 6 h: staging v2 RMSE 30.000 does not beat production v1 29.000"
+            )
+        );
+        let missing = decide_horizons("2", &[g(1, 10.0, None), g(3, f64::NAN, None)]);
+        assert_eq!(missing.action, Action::Keep);
     }
 }

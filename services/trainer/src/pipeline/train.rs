@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use airq_features::{FeatureSpec, build_dataset};
-use airq_model::Artifact;
 use airq_model::tree::Binned;
+use airq_model::{Artifact, Horizon};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,7 +13,7 @@ use mlflow_client::{Run, RunInfo, Stage, metric, param, tag};
 
 use super::{MODEL_FILE, Pipeline, STAGING};
 use crate::plot;
-use crate::train::{self, Trained, Trial};
+use crate::train::{self, HorizonFit, Trained, Trial};
 
 impl Pipeline {
     /// `train`: every candidate on the newest validated snapshot; the best one (test RMSE)
@@ -88,6 +88,8 @@ impl Pipeline {
             }
         }
         let (rmse, run, c) = best.context("no candidate model")?;
+        let fits = train::horizons(c, &spec, &data, (&train_set, &test_set), test_from, cfg)?;
+        self.record_horizons(&run, c, &spec, &fits).await?;
         let name = &self.settings.mlflow.model;
         self.mlflow
             .ensure_registered_model(name, "PM2.5 one hour ahead, per sensor (airq)")
@@ -101,6 +103,7 @@ impl Pipeline {
                 &[
                     tag("model", c.name),
                     tag("test_rmse", format!("{rmse:.4}")),
+                    tag("horizons", hours_list(&fits)),
                     tag("snapshot_run", &snap.info.run_id),
                 ],
             )
@@ -111,6 +114,74 @@ impl Pipeline {
             .await?;
         tracing::info!(model = c.name, version = %v.version, rmse, "registered as staging");
         Ok(v.version)
+    }
+
+    /// The winner's artifact again, with its interval and its longer horizons; the
+    /// per-horizon table (`horizons.json`) and metrics (`test_rmse_h6`, ...) on its run.
+    async fn record_horizons(
+        &self,
+        run: &RunInfo,
+        c: &Trained,
+        spec: &FeatureSpec,
+        fits: &[HorizonFit],
+    ) -> anyhow::Result<()> {
+        let mut artifact = Artifact::new(c.name, spec.clone(), c.model.clone());
+        artifact.interval = fits.first().and_then(|f| f.interval);
+        artifact.horizons = fits
+            .iter()
+            .filter(|f| f.hours > 1)
+            .map(|f| Horizon {
+                hours: f.hours,
+                model: f.model.clone(),
+                interval: f.interval,
+            })
+            .collect();
+        let uri = &run.artifact_uri;
+        self.mlflow
+            .upload_artifact(uri, &format!("model/{MODEL_FILE}"), artifact.to_json())
+            .await?;
+        let table: Vec<serde_json::Value> = fits
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "hours": f.hours,
+                    "test_rmse": f.test.rmse,
+                    "test_mae": f.test.mae,
+                    "persistence_rmse": f.persistence.rmse,
+                    "interval_coverage": f.coverage,
+                    "interval_mean_width": f.mean_width,
+                    "train_rows": f.train_rows,
+                    "test_rows": f.test.n,
+                    "train_seconds": f.train_seconds,
+                })
+            })
+            .collect();
+        self.mlflow
+            .upload_artifact(uri, "horizons.json", serde_json::to_vec_pretty(&table)?)
+            .await?;
+        let mut metrics = Vec::new();
+        for f in fits {
+            let h = f.hours;
+            metrics.extend([
+                metric(&format!("test_rmse_h{h}"), f.test.rmse, 0),
+                metric(&format!("persistence_rmse_h{h}"), f.persistence.rmse, 0),
+                metric(&format!("train_seconds_h{h}"), f.train_seconds, 0),
+            ]);
+            if f.coverage.is_finite() {
+                metrics.extend([
+                    metric(&format!("interval_coverage_h{h}"), f.coverage, 0),
+                    metric(&format!("interval_width_h{h}"), f.mean_width, 0),
+                ]);
+            }
+        }
+        let params = [
+            param("horizons", hours_list(fits)),
+            param("interval_coverage", self.settings.train.interval_coverage),
+        ];
+        self.mlflow
+            .log_batch(&run.run_id, &metrics, &params, &[])
+            .await?;
+        Ok(())
     }
 
     async fn log_candidate(
@@ -270,6 +341,12 @@ fn features_csv(spec: &FeatureSpec, d: &airq_features::Dataset) -> anyhow::Resul
         w.write_record(&row)?;
     }
     Ok(w.into_inner()?)
+}
+
+/// `1,3,6`: the hours ahead with a model.
+fn hours_list(fits: &[HorizonFit]) -> String {
+    let hours: Vec<String> = fits.iter().map(|f| f.hours.to_string()).collect();
+    hours.join(",")
 }
 
 /// Metric keys allow letters, digits and `_-./ `.

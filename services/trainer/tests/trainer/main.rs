@@ -224,6 +224,27 @@ async fn extract_validate_train_evaluate_promote_through_mlflow() {
         .unwrap();
     let artifact = airq_model::Artifact::from_json(&artifact).unwrap();
     assert_eq!(artifact.name, best.0);
+    // The same kind refitted for each longer horizon, every horizon with its interval, and
+    // the per-horizon table on the run.
+    assert_eq!(artifact.hours(), [1, 3, 6, 12, 24]);
+    assert!(artifact.interval.is_some() && artifact.horizons.iter().all(|h| h.interval.is_some()));
+    for h in [1, 3, 6, 12, 24] {
+        let rmse = staging_run.metric(&format!("test_rmse_h{h}"));
+        let coverage = staging_run.metric(&format!("interval_coverage_h{h}"));
+        assert!(
+            rmse.is_some_and(f64::is_finite) && coverage.is_some_and(|c| (0.0..=1.0).contains(&c)),
+            "{h} h: {rmse:?} {coverage:?}"
+        );
+    }
+    let table: serde_json::Value = serde_json::from_slice(
+        &c.download_artifact(&staging_run.info.artifact_uri, "horizons.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(table.as_array().map(Vec::len), Some(5), "{table}");
+    let tag = staging.tags.iter().find(|t| t.key == "horizons");
+    assert_eq!(tag.map(|t| t.value.as_str()), Some("1,3,6,12,24"));
 
     // No production yet: staging is promoted.
     let promoted = t.ok(&["evaluate"]);
@@ -262,6 +283,18 @@ async fn extract_validate_train_evaluate_promote_through_mlflow() {
     assert!(
         evals[0].metric("production_rmse").is_some() && evals[0].metric("staging_rmse").is_some()
     );
+    // The gate is per horizon: each one's RMSE on the window, and the table.
+    assert!(
+        evals[0].metric("staging_rmse_h24").is_some()
+            && evals[0].metric("production_rmse_h24").is_some()
+    );
+    let gate: serde_json::Value = serde_json::from_slice(
+        &c.download_artifact(&evals[0].info.artifact_uri, "gate.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(gate[4]["hours"], serde_json::json!(24), "{gate}");
     // Judged only on data the candidate never trained on: its own held-out span.
     let param_time = |r: &mlflow_client::Run, k: &str| -> chrono::DateTime<chrono::Utc> {
         r.param(k)
