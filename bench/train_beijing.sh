@@ -30,7 +30,7 @@ LOG=$STATE/bench/train-beijing-$ID.log
 "$BIN/trainer" evaluate >>"$LOG" 2>&1
 {
   echo "# bench/train_beijing.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores; MLflow experiment beijing-bench-$ID"
-  grep -E "candidate trained|data set built|registered as staging|evaluation done" "$LOG" | sed 's/\x1b\[[0-9;]*m//g' | cut -d' ' -f3-
+  grep -E "candidate trained|horizon trained|data set built|registered as staging|evaluation done" "$LOG" | sed 's/\x1b\[[0-9;]*m//g' | cut -d' ' -f3-
   "$ROOT/target/release/examples/fit_features" "$FEATURES"
   "$BENCH_PYTHON" "$ROOT/bench/forecast_refs.py" "$FEATURES" "$(nproc)"
 } | tee -a "$OUT/train-beijing-$(date -u +%Y-%m-%d).txt"

@@ -301,24 +301,40 @@ MODEL = Dashboard(
             description="The newest row is the production model predict-api serves now (it swaps models when the registry's alias moves).",
         ),
         Panel(
-            "Forecast vs actual (PM2.5, ug/m3)", "timeseries",
-            "SELECT forecast_for AS time, forecast, actual\nFROM forecast_errors\n"
-            "WHERE sensor_id = '$sensor' AND $__timeFilter(forecast_for)\nORDER BY 1",
+            "Next 24 h: the newest forecasts of $sensor", "table",
+            "SELECT DISTINCT ON (hours_ahead) hours_ahead, forecast_for, round(pm2_5::numeric, 1) AS pm2_5,\n"
+            "       round(pm2_5_lower::numeric, 1) AS lower, round(pm2_5_upper::numeric, 1) AS upper, model_version\n"
+            "FROM forecasts\n"
+            "WHERE sensor_id = '$sensor'\n"
+            "  AND based_on_hour = (SELECT max(based_on_hour) FROM forecasts WHERE sensor_id = '$sensor')\n"
+            "ORDER BY hours_ahead, made_at DESC",
+            ["hours_ahead", "forecast_for", "pm2_5", "lower", "upper"], w=24, h=9,
+            description="The forecasts made from the sensor's newest hour, one per horizon a client asked "
+                        "/predict for (`horizons`), with the prediction interval (90 % by default).",
+        ),
+        Panel(
+            "Forecast vs actual (PM2.5, ug/m3, next hour)", "timeseries",
+            "SELECT forecast_for AS time, forecast, pm2_5_lower AS lower, pm2_5_upper AS upper, actual\nFROM forecast_errors\n"
+            "WHERE sensor_id = '$sensor' AND hours_ahead = 1 AND $__timeFilter(forecast_for)\nORDER BY 1",
             ["time", "forecast", "actual"], fmt="time_series", w=24, unit="conmgm3",
         ),
         Panel(
-            "Error over time", "timeseries",
+            "Error over time (next hour)", "timeseries",
             "SELECT $__timeGroupAlias(forecast_for, $__interval), avg(abs(error)) AS mae, sqrt(avg(error * error)) AS rmse\n"
-            "FROM forecast_errors\nWHERE actual IS NOT NULL AND $__timeFilter(forecast_for)\nGROUP BY 1\nORDER BY 1",
+            "FROM forecast_errors\nWHERE actual IS NOT NULL AND hours_ahead = 1 AND $__timeFilter(forecast_for)\nGROUP BY 1\nORDER BY 1",
             ["time", "mae", "rmse"], fmt="time_series", unit="conmgm3",
-            description="All sensors, forecasts whose hour has readings.",
+            description="All sensors, next-hour forecasts whose hour has readings.",
         ),
         Panel(
-            "Error per model version", "table",
-            "SELECT model_version, model_kind, count(actual) AS scored, round(avg(abs(error))::numeric, 2) AS mae,\n"
-            "       round(sqrt(avg(error * error))::numeric, 2) AS rmse\n"
-            "FROM forecast_errors\nWHERE $__timeFilter(forecast_for)\nGROUP BY model_version, model_kind\nORDER BY model_version",
-            ["model_version", "scored", "mae", "rmse"],
+            "Error per model version and horizon", "table",
+            "SELECT model_version, model_kind, hours_ahead, count(actual) AS scored,\n"
+            "       round(avg(abs(error))::numeric, 2) AS mae, round(sqrt(avg(error * error))::numeric, 2) AS rmse,\n"
+            "       round(avg(CASE WHEN actual BETWEEN pm2_5_lower AND pm2_5_upper THEN 1.0\n"
+            "                      WHEN actual IS NOT NULL AND pm2_5_lower IS NOT NULL THEN 0.0 END)::numeric, 3) AS in_interval\n"
+            "FROM forecast_errors\nWHERE $__timeFilter(forecast_for)\nGROUP BY model_version, model_kind, hours_ahead\n"
+            "ORDER BY model_version, hours_ahead",
+            ["model_version", "hours_ahead", "scored", "mae", "rmse", "in_interval"],
+            description="in_interval: the share of scored forecasts whose actual lies inside their interval.",
         ),
     ],
 )

@@ -84,16 +84,21 @@ def serve_forecasts(platform) -> None:
                     f"'no2', no2) ORDER BY ts), '[]') FROM readings WHERE sensor_id = '{sensor}' "
                     f"AND ts >= '{(hour - timedelta(hours=30)).isoformat()}' AND ts < '{(hour + timedelta(hours=1)).isoformat()}'")
                 r = requests.post(f"http://127.0.0.1:{port}/predict", timeout=10,
-                                  json={"sensor_id": sensor, "readings": json.loads(rows)})
+                                  json={"sensor_id": sensor, "readings": json.loads(rows), "horizons": [1, 6, 24]})
                 # The injected faults leave some hours without a valid PM2.5: those are a 422.
                 assert r.status_code == 200 or "not enough recent data" in r.text, r.text
                 served += r.status_code == 200
         assert served >= 9, f"{served} of 18 forecasts served"
         deadline = time.time() + 30
-        while time.time() < deadline and int(platform.sql("SELECT count(*) FROM forecasts")) < served:
+        # A row per answer and horizon (the next hour, 6 h, 24 h), each with its interval.
+        while time.time() < deadline and int(platform.sql("SELECT count(*) FROM forecasts")) < 3 * served:
             time.sleep(0.3)
-        assert platform.sql("SELECT count(*) FROM forecasts") == str(served), "every served forecast is recorded"
-        assert int(platform.sql("SELECT count(actual) FROM forecast_errors")) == served, "their hours have readings"
+        assert platform.sql("SELECT count(*) FROM forecasts") == str(3 * served), "every served forecast is recorded"
+        assert platform.sql("SELECT count(*) FROM forecasts WHERE pm2_5_lower <= pm2_5 AND pm2_5 <= pm2_5_upper") \
+            == str(3 * served), "with its interval"
+        assert platform.sql("SELECT string_agg(DISTINCT hours_ahead::text, ',') FROM forecasts") == "1,24,6"
+        assert int(platform.sql("SELECT count(actual) FROM forecast_errors WHERE hours_ahead = 1")) == served, \
+            "their hours have readings"
     finally:
         api.send_signal(signal.SIGTERM)
         api.wait(timeout=30)

@@ -136,11 +136,15 @@ fn main() -> Result<(), Error> {
         })
         .collect();
     println!(
-        "boosting {p:?} refit={refit}: fit rows {} validation rows {}, rounds {best}, best validation RMSE {:.3}, test RMSE {:.3}, fit seconds {seconds:.1}",
+        "boosting {p:?} refit={refit}: fit rows {} validation rows {}, rounds {best}, best validation RMSE {:.3}, test RMSE {:.3}, floored at 0 (as served) {:.3}, fit seconds {seconds:.1}",
         fx.len(),
         vx.len(),
         best_validation,
-        rmse(&test.y, &pred)
+        rmse(&test.y, &pred),
+        rmse(
+            &test.y,
+            &pred.iter().map(|v| v.max(0.0)).collect::<Vec<_>>()
+        )
     );
     Ok(())
 }

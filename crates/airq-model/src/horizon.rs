@@ -8,7 +8,8 @@
 //! - [`Horizon`]: a direct model for PM2.5 `hours` ahead (its features are
 //!   `FeatureSpec::features_ahead` of the same hours).
 //! - [`Anchors`]: the horizons of an artifact laid out for serving. A horizon between two
-//!   trained ones is interpolated linearly between their forecasts and bounds.
+//!   trained ones is interpolated linearly between their forecasts. Every hour ahead served,
+//!   trained or interpolated, has an interval of its own, calibrated through this same path.
 
 use serde::{Deserialize, Serialize};
 
@@ -94,13 +95,11 @@ fn scale(last: f64, offset: f64) -> f64 {
     last.abs() + offset
 }
 
-/// A direct model for PM2.5 `hours` ahead, with its interval.
+/// A direct model for PM2.5 `hours` ahead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Horizon {
     pub hours: u32,
     pub model: Model,
-    #[serde(default)]
-    pub interval: Option<Interval>,
 }
 
 /// One trained horizon, ready to predict.
@@ -108,7 +107,6 @@ pub struct Horizon {
 pub struct Anchor {
     pub hours: u32,
     pub predictor: Predictor,
-    pub interval: Option<Interval>,
 }
 
 /// How a horizon is served: by one anchor, or between two (`weight` of the later one).
@@ -122,49 +120,70 @@ pub enum Plan {
     },
 }
 
-/// A forecast for one horizon: the value and, when the model has one, its interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Point {
-    pub value: f64,
-    pub interval: Option<(f64, f64)>,
+impl Plan {
+    /// The anchors it reads.
+    pub fn uses(self) -> impl Iterator<Item = usize> {
+        let (a, b) = match self {
+            Plan::At(i) => (i, None),
+            Plan::Between { before, after, .. } => (before, Some(after)),
+        };
+        std::iter::once(a).chain(b)
+    }
+
+    /// The forecast from the anchors' forecasts (`values[i]`: anchor `i`'s).
+    pub fn value(self, values: &[f64]) -> f64 {
+        match self {
+            Plan::At(i) => values[i],
+            Plan::Between {
+                before,
+                after,
+                weight,
+            } => values[before] + weight * (values[after] - values[before]),
+        }
+    }
 }
 
-/// The trained horizons of an artifact, in ascending hours (the 1-hour model first).
+/// The trained horizons of an artifact (the 1-hour model first, ascending), and the interval
+/// of each hour ahead they serve (`intervals[h - 1]`; empty: no intervals).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Anchors(pub Vec<Anchor>);
+pub struct Anchors {
+    pub anchors: Vec<Anchor>,
+    pub intervals: Vec<Interval>,
+}
 
 impl Anchors {
-    pub fn new(one_hour: &Model, interval: Option<Interval>, longer: &[Horizon]) -> Self {
+    pub fn new(one_hour: &Model, longer: &[Horizon], intervals: &[Interval]) -> Self {
         let mut v = vec![Anchor {
             hours: 1,
             predictor: Predictor::new(one_hour),
-            interval,
         }];
         v.extend(longer.iter().filter(|h| h.hours > 1).map(|h| Anchor {
             hours: h.hours,
             predictor: Predictor::new(&h.model),
-            interval: h.interval,
         }));
         v.sort_by_key(|a| a.hours);
         v.dedup_by_key(|a| a.hours);
-        Self(v)
+        Self {
+            anchors: v,
+            intervals: intervals.to_vec(),
+        }
     }
 
     /// The longest horizon served.
     pub fn max_hours(&self) -> u32 {
-        self.0.last().map_or(1, |a| a.hours)
+        self.anchors.last().map_or(1, |a| a.hours)
     }
 
     /// How `hours` is served; `None` outside `1..=max_hours`.
     pub fn plan(&self, hours: u32) -> Option<Plan> {
-        let after = self.0.iter().position(|a| a.hours >= hours)?;
-        if self.0[after].hours == hours {
+        let after = self.anchors.iter().position(|a| a.hours >= hours)?;
+        if self.anchors[after].hours == hours {
             return Some(Plan::At(after));
         }
         if after == 0 {
             return None;
         }
-        let (b, a) = (self.0[after - 1].hours, self.0[after].hours);
+        let (b, a) = (self.anchors[after - 1].hours, self.anchors[after].hours);
         Some(Plan::Between {
             before: after - 1,
             after,
@@ -172,26 +191,14 @@ impl Anchors {
         })
     }
 
-    /// Anchor `i`'s forecast from its feature vector, the last hour's PM2.5 being `last`.
-    pub fn point(&self, i: usize, x: &[f64], last: f64) -> Point {
-        let a = &self.0[i];
-        let value = a.predictor.predict(x).max(0.0);
-        Point {
-            value,
-            interval: a.interval.map(|iv| iv.bounds(value, last)),
-        }
+    /// Anchor `i`'s forecast from its feature vector (never below 0).
+    pub fn value(&self, i: usize, x: &[f64]) -> f64 {
+        self.anchors[i].predictor.predict(x).max(0.0)
     }
-}
 
-/// The linear interpolation of two anchors' forecasts, `weight` of the second.
-pub fn between(a: Point, b: Point, weight: f64) -> Point {
-    let mix = |x: f64, y: f64| x + weight * (y - x);
-    Point {
-        value: mix(a.value, b.value),
-        interval: a
-            .interval
-            .zip(b.interval)
-            .map(|((al, ah), (bl, bh))| (mix(al, bl), mix(ah, bh))),
+    /// The interval of `hours` ahead, if calibrated.
+    pub fn interval(&self, hours: u32) -> Option<&Interval> {
+        self.intervals.get((hours as usize).checked_sub(1)?)
     }
 }
 
@@ -237,23 +244,26 @@ mod tests {
                 weights: vec![0.0],
                 intercept: v,
             },
-            interval: None,
         };
-        let a = Anchors::new(&Model::Persistence, None, &[h(24, 40.0), h(6, 20.0)]);
+        let a = Anchors::new(&Model::Persistence, &[h(24, 40.0), h(6, 20.0)], &[]);
         assert_eq!(a.max_hours(), 24);
         assert_eq!(a.plan(1), Some(Plan::At(0)));
         assert_eq!(a.plan(6), Some(Plan::At(1)));
+        let mid = a.plan(15).unwrap();
         assert_eq!(
-            a.plan(15),
-            Some(Plan::Between {
+            mid,
+            Plan::Between {
                 before: 1,
                 after: 2,
                 weight: 0.5
-            })
+            }
         );
+        assert_eq!(mid.uses().collect::<Vec<_>>(), [1, 2]);
         assert_eq!(a.plan(0), None);
         assert_eq!(a.plan(25), None);
-        let mid = between(a.point(1, &[1.0], 1.0), a.point(2, &[1.0], 1.0), 0.5);
-        assert_eq!(mid.value, 30.0);
+        let values: Vec<f64> = (0..3).map(|i| a.value(i, &[7.0])).collect();
+        assert_eq!(values, [7.0, 20.0, 40.0]);
+        assert_eq!(mid.value(&values), 30.0);
+        assert!(a.interval(1).is_none());
     }
 }

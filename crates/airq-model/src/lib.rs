@@ -118,12 +118,13 @@ pub struct Artifact {
     pub feature_names: Vec<String>,
     /// PM2.5 one hour ahead.
     pub model: Model,
-    /// The prediction interval of `model` (absent in artifacts trained before intervals).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<Interval>,
     /// Direct models for longer horizons, ascending (absent: one hour only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub horizons: Vec<Horizon>,
+    /// The prediction interval of each hour ahead served, from 1 (absent in artifacts
+    /// trained before intervals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<Interval>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +145,8 @@ impl Artifact {
             feature_names: spec.names(),
             spec,
             model,
-            interval: None,
             horizons: Vec::new(),
+            intervals: Vec::new(),
         }
     }
 
@@ -169,7 +170,7 @@ impl Artifact {
 
     /// The trained horizons laid out for serving.
     pub fn anchors(&self) -> Anchors {
-        Anchors::new(&self.model, self.interval, &self.horizons)
+        Anchors::new(&self.model, &self.horizons, &self.intervals)
     }
 
     pub fn to_json(&self) -> Vec<u8> {

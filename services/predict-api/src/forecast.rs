@@ -6,7 +6,7 @@ use airq_domain::Pollutant;
 use airq_domain::aqi::{AqiCategory, sub_index};
 use airq_features::{FeatureSpec, Hourly, Missing, Series};
 use airq_model::Anchors;
-use airq_model::horizon::{Plan, Point, between};
+use airq_model::horizon::Plan;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -136,8 +136,7 @@ pub fn forecast(
 ) -> Result<Forecast, Missing> {
     let t = last_hour(series)?;
     let x = spec.features(series, t)?;
-    let p = anchors.point(0, &x, x[0]);
-    Ok(at(t, 1, p, anchors.0[0].interval.map(|iv| iv.coverage)))
+    Ok(at(anchors, t, 1, anchors.value(0, &x), x[0]))
 }
 
 /// The forecast of each of `hours` ahead (each in `1..=anchors.max_hours()`, checked by the
@@ -149,61 +148,51 @@ pub fn forecast_ahead(
     hours: &[u32],
 ) -> Result<Vec<Ahead>, Missing> {
     let t = last_hour(series)?;
-    // Each anchor's forecast once, however many horizons it serves.
-    let mut points: Vec<Option<Point>> = vec![None; anchors.0.len()];
-    let mut point = |i: usize| -> Result<Point, Missing> {
-        if let Some(p) = points[i] {
-            return Ok(p);
-        }
-        let x = spec.features_ahead(series, t, anchors.0[i].hours)?;
-        let p = anchors.point(i, &x, x[0]);
-        points[i] = Some(p);
-        Ok(p)
-    };
+    let last = series.get(&t).and_then(|h| h.pm2_5);
+    // Each trained horizon's forecast once, however many hours it serves.
+    let mut values = vec![f64::NAN; anchors.anchors.len()];
+    let mut done = vec![false; anchors.anchors.len()];
     let mut out = Vec::with_capacity(hours.len());
     for &h in hours {
-        let (p, coverage, interpolated) = match anchors.plan(h) {
-            None => continue,
-            Some(Plan::At(i)) => (
-                point(i)?,
-                anchors.0[i].interval.map(|iv| iv.coverage),
-                false,
-            ),
-            Some(Plan::Between {
-                before,
-                after,
-                weight,
-            }) => {
-                let p = between(point(before)?, point(after)?, weight);
-                (p, anchors.0[before].interval.map(|iv| iv.coverage), true)
-            }
+        let Some(plan) = anchors.plan(h) else {
+            continue;
         };
+        for a in plan.uses() {
+            if !done[a] {
+                let x = spec.features_ahead(series, t, anchors.anchors[a].hours)?;
+                values[a] = anchors.value(a, &x);
+                done[a] = true;
+            }
+        }
+        // The features needed the last hour's PM2.5: it is there.
+        let last = last.unwrap_or(f64::NAN);
         out.push(Ahead {
             hours: h,
-            forecast: at(t, h, p, coverage),
-            interpolated,
+            forecast: at(anchors, t, h, plan.value(&values), last),
+            interpolated: matches!(plan, Plan::Between { .. }),
         });
     }
     Ok(out)
 }
 
-fn at(t: DateTime<Utc>, hours: u32, p: Point, coverage: Option<f64>) -> Forecast {
-    let us_aqi = sub_index(Pollutant::Pm25, p.value).map(|aqi| Aqi {
+/// The forecast of `value` for `hours` after `t`, with that hour's interval and AQI.
+fn at(anchors: &Anchors, t: DateTime<Utc>, hours: u32, value: f64, last: f64) -> Forecast {
+    let us_aqi = sub_index(Pollutant::Pm25, value).map(|aqi| Aqi {
         aqi,
         category: AqiCategory::from_aqi(aqi).as_str().to_owned(),
     });
     Forecast {
         forecast_for: t + Duration::hours(i64::from(hours)),
         based_on_hour: t,
-        pm2_5: p.value,
-        interval: p
-            .interval
-            .zip(coverage)
-            .map(|((lower, upper), coverage)| Bounds {
+        pm2_5: value,
+        interval: anchors.interval(hours).map(|iv| {
+            let (lower, upper) = iv.bounds(value, last);
+            Bounds {
                 lower,
                 upper,
-                coverage,
-            }),
+                coverage: iv.coverage,
+            }
+        }),
         us_aqi,
     }
 }
@@ -258,7 +247,7 @@ mod tests {
     fn persistence_forecasts_the_last_hour_with_its_aqi() {
         let (spec, p) = (
             FeatureSpec::default(),
-            Anchors::new(&Model::Persistence, None, &[]),
+            Anchors::new(&Model::Persistence, &[], &[]),
         );
         let f = forecast(&spec, &p, &hourly(&readings(30))).unwrap();
         assert_eq!(f.pm2_5, 68.5, "mean of the last hour's two readings");
@@ -281,40 +270,43 @@ mod tests {
             weights: vec![0.0],
             intercept: v,
         };
-        let iv = Interval {
-            coverage: 0.9,
-            lower: -0.5,
-            upper: 0.5,
-            offset: 10.0,
-            calibration_rows: 100,
-        };
-        let anchors = Anchors::new(
-            &Model::Persistence,
-            Some(iv),
-            &[Horizon {
-                hours: 5,
-                model: constant(20.0),
-                interval: Some(iv),
-            }],
-        );
+        // Wider with each hour ahead.
+        let intervals: Vec<Interval> = (1..=5)
+            .map(|h| Interval {
+                coverage: 0.9,
+                lower: -0.1 * f64::from(h),
+                upper: 0.1 * f64::from(h),
+                offset: 10.0,
+                calibration_rows: 100,
+            })
+            .collect();
+        let longer = [Horizon {
+            hours: 5,
+            model: constant(20.0),
+        }];
+        let anchors = Anchors::new(&Model::Persistence, &longer, &intervals);
         let series = hourly(&readings(30));
         let out = forecast_ahead(&spec, &anchors, &series, &[1, 3, 5, 9]).unwrap();
-        assert_eq!(
-            out.iter().map(|a| a.hours).collect::<Vec<_>>(),
-            [1, 3, 5],
-            "9 is past the longest"
-        );
+        let hours: Vec<u32> = out.iter().map(|a| a.hours).collect();
+        assert_eq!(hours, [1, 3, 5], "9 is past the longest");
         let last = 68.5;
         assert_eq!(out[0].forecast, forecast(&spec, &anchors, &series).unwrap());
         assert_eq!(out[0].forecast.pm2_5, last);
         assert_eq!(out[2].forecast.pm2_5, 20.0);
         assert!(out[1].interpolated && !out[2].interpolated);
         assert_eq!(out[1].forecast.pm2_5, last + (20.0 - last) * 0.5);
+        let scale = last + 10.0;
         let b = out[2].forecast.interval.unwrap();
         assert_eq!(
             (b.lower, b.upper, b.coverage),
-            (0.0, 20.0 + 0.5 * (last + 10.0), 0.9),
-            "the lower bound is never below 0"
+            (0.0, 20.0 + 0.5 * scale, 0.9),
+            "5 h: its own interval, never below 0"
+        );
+        let b = out[1].forecast.interval.unwrap();
+        assert_eq!(
+            b.upper,
+            out[1].forecast.pm2_5 + 0.1 * 3.0 * scale,
+            "3 h: its own"
         );
         assert_eq!(
             out[1].forecast.forecast_for,

@@ -3,10 +3,11 @@
 //! queue (the database slow or down) drops records and counts them: a prediction is never
 //! delayed or failed for its record.
 //!
-//! The table keeps the first answer of a model version for a sensor and hour, so a busy
-//! sensor asked thousands of times an hour yields one row: the recorder remembers what it
-//! queued last per sensor ([`Seen`]) and queues only what is new, instead of sending every
-//! answer to PostgreSQL to be discarded there by the primary key.
+//! An answer is one row per horizon (the next hour, and each of the request's `horizons`).
+//! The table keeps the first answer of a model version for a sensor, hour and horizon, so a
+//! busy sensor asked thousands of times an hour yields one row per horizon: the recorder
+//! remembers what it queued last per sensor ([`Seen`]) and queues only what is new, instead of
+//! sending every answer to PostgreSQL to be discarded there by the primary key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::api::Prediction;
+use crate::forecast::Forecast;
 
 /// Largest insert of the writer.
 const BATCH: usize = 1000;
@@ -29,36 +31,58 @@ const BATCH: usize = 1000;
 const SEEN_MAX: usize = 100_000;
 
 pub struct Recorder {
-    tx: mpsc::Sender<ServedForecast>,
+    /// One message per answer: its rows.
+    tx: mpsc::Sender<Vec<ServedForecast>>,
     seen: Mutex<Seen>,
     pub dropped: AtomicU64,
     pub written: Arc<AtomicU64>,
 }
 
-/// The last forecast queued per sensor: the hour forecast and the model that made it.
+/// The last forecasts queued per sensor: the hour they start from, the model that made them,
+/// and the horizons queued (bit `h - 1` for `h` hours ahead).
 #[derive(Debug, Default)]
-pub struct Seen(HashMap<String, (DateTime<Utc>, String, String)>);
+pub struct Seen(HashMap<String, (DateTime<Utc>, String, String, u64)>);
+
+/// The horizons of an answer as bits; `None` when one is past 64 hours (never remembered).
+fn horizon_bits(p: &Prediction) -> Option<u64> {
+    let mut bits = 1;
+    for a in p.horizons.iter().flatten() {
+        bits |= 1u64.checked_shl(a.hours.checked_sub(1)?)?;
+    }
+    Some(bits)
+}
 
 impl Seen {
-    /// Whether `p` was queued already (the last queued forecast of its sensor is for the same
-    /// hour by the same model version).
+    /// Whether every row of `p` was queued already (the last queued forecasts of its sensor
+    /// start from the same hour, by the same model version, and cover its horizons).
     pub fn queued(&self, p: &Prediction) -> bool {
-        self.0.get(&p.sensor_id).is_some_and(|(t, name, version)| {
-            (*t, name, version) == (p.forecast.forecast_for, &p.model.name, &p.model.version)
-        })
+        let Some(bits) = horizon_bits(p) else {
+            return false;
+        };
+        self.0
+            .get(&p.sensor_id)
+            .is_some_and(|(t, name, version, queued)| {
+                (*t, name, version) == (p.forecast.based_on_hour, &p.model.name, &p.model.version)
+                    && queued & bits == bits
+            })
     }
 
-    /// Remembers `p` as queued.
+    /// Remembers `p`'s rows as queued.
     pub fn remember(&mut self, p: &Prediction) {
+        let Some(bits) = horizon_bits(p) else {
+            return;
+        };
         if self.0.len() >= SEEN_MAX {
             self.0.clear();
         }
-        let entry = (
-            p.forecast.forecast_for,
-            p.model.name.clone(),
-            p.model.version.clone(),
-        );
-        self.0.insert(p.sensor_id.clone(), entry);
+        let key = (p.forecast.based_on_hour, &p.model.name, &p.model.version);
+        match self.0.get_mut(&p.sensor_id) {
+            Some((t, name, version, queued)) if (*t, &*name, &*version) == key => *queued |= bits,
+            _ => {
+                let entry = (key.0, key.1.clone(), key.2.clone(), bits);
+                self.0.insert(p.sensor_id.clone(), entry);
+            }
+        }
     }
 }
 
@@ -97,23 +121,43 @@ impl Recorder {
     }
 }
 
-/// The record of a prediction (pure).
-pub fn served(p: &Prediction) -> ServedForecast {
-    ServedForecast {
+/// The rows of an answer (pure): the next hour, then each other requested horizon once.
+pub fn served(p: &Prediction) -> Vec<ServedForecast> {
+    let made_at = Utc::now();
+    let row = |hours: u32, f: &Forecast| ServedForecast {
         sensor_id: p.sensor_id.clone(),
-        forecast_for: p.forecast.forecast_for,
-        based_on_hour: p.forecast.based_on_hour,
-        pm2_5: p.forecast.pm2_5,
+        forecast_for: f.forecast_for,
+        based_on_hour: f.based_on_hour,
+        pm2_5: f.pm2_5,
+        hours_ahead: i16::try_from(hours).unwrap_or(i16::MAX),
+        pm2_5_lower: f.interval.map(|b| b.lower),
+        pm2_5_upper: f.interval.map(|b| b.upper),
         model_name: p.model.name.clone(),
         model_version: p.model.version.clone(),
         model_kind: p.model.kind.clone(),
-        made_at: Utc::now(),
+        made_at,
+    };
+    let mut rows = vec![row(1, &p.forecast)];
+    for a in p.horizons.iter().flatten() {
+        if rows
+            .iter()
+            .all(|r| u32::try_from(r.hours_ahead) != Ok(a.hours))
+        {
+            rows.push(row(a.hours, &a.forecast));
+        }
     }
+    rows
 }
 
-async fn write_loop(pool: PgPool, mut rx: mpsc::Receiver<ServedForecast>, written: Arc<AtomicU64>) {
+async fn write_loop(
+    pool: PgPool,
+    mut rx: mpsc::Receiver<Vec<ServedForecast>>,
+    written: Arc<AtomicU64>,
+) {
+    let mut answers = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    while rx.recv_many(&mut answers, BATCH).await > 0 {
+        batch.extend(answers.drain(..).flatten());
         // A failed insert is retried a few times, then the batch is dropped (and logged):
         // records are an observation of the service, not data it owes anyone.
         for attempt in 0..3u32 {
@@ -141,7 +185,7 @@ mod tests {
 
     use super::*;
     use crate::api::ModelInfo;
-    use crate::forecast::Forecast;
+    use crate::forecast::{Ahead, Bounds};
 
     fn prediction(sensor: &str, hour: i64, version: &str) -> Prediction {
         let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
@@ -179,6 +223,53 @@ mod tests {
         );
     }
 
+    fn with_horizons(mut p: Prediction, hours: &[u32]) -> Prediction {
+        let ahead = |h: u32| Ahead {
+            hours: h,
+            forecast: Forecast {
+                forecast_for: p.forecast.based_on_hour + Hours::hours(i64::from(h)),
+                pm2_5: f64::from(h),
+                interval: Some(Bounds {
+                    lower: 0.0,
+                    upper: 2.0 * f64::from(h),
+                    coverage: 0.9,
+                }),
+                ..p.forecast.clone()
+            },
+            interpolated: false,
+        };
+        p.horizons = Some(hours.iter().map(|h| ahead(*h)).collect());
+        p
+    }
+
+    #[test]
+    fn an_answer_is_a_row_per_horizon_queued_once() {
+        let p = with_horizons(prediction("a", 0, "1"), &[1, 6, 24]);
+        let rows = served(&p);
+        let hours: Vec<i16> = rows.iter().map(|r| r.hours_ahead).collect();
+        assert_eq!(hours, [1, 6, 24], "the next hour once");
+        assert_eq!(
+            rows[2].forecast_for,
+            p.forecast.based_on_hour + Hours::hours(24)
+        );
+        assert_eq!((rows[2].pm2_5, rows[2].pm2_5_upper), (24.0, Some(48.0)));
+        assert_eq!(rows[0].pm2_5_lower, None, "the next hour had no interval");
+        let mut seen = Seen::default();
+        seen.remember(&p);
+        assert!(seen.queued(&with_horizons(prediction("a", 0, "1"), &[24, 6])));
+        assert!(seen.queued(&prediction("a", 0, "1")));
+        assert!(
+            !seen.queued(&with_horizons(prediction("a", 0, "1"), &[12])),
+            "a new horizon"
+        );
+        seen.remember(&with_horizons(prediction("a", 0, "1"), &[12]));
+        assert!(seen.queued(&with_horizons(prediction("a", 0, "1"), &[6, 12])));
+        assert!(
+            !seen.queued(&with_horizons(prediction("a", 0, "1"), &[70])),
+            "past 64 h: never remembered"
+        );
+    }
+
     #[tokio::test]
     async fn a_record_the_full_queue_dropped_is_queued_with_the_next_answer() {
         let (tx, mut rx) = mpsc::channel(1);
@@ -196,9 +287,9 @@ mod tests {
             1,
             "b found the queue full"
         );
-        assert_eq!(rx.recv().await.unwrap().sensor_id, "a");
+        assert_eq!(rx.recv().await.unwrap()[0].sensor_id, "a");
         r.record(&prediction("b", 0, "1"));
-        assert_eq!(rx.recv().await.unwrap().sensor_id, "b");
+        assert_eq!(rx.recv().await.unwrap()[0].sensor_id, "b");
         assert!(rx.try_recv().is_err(), "a was queued once");
     }
 }

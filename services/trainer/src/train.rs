@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use airq_features::{Dataset, FeatureSpec, Series, build_dataset_ahead};
 use airq_model::boost::{self, BoostParams, Validation};
+use airq_model::horizon::Plan;
 use airq_model::tree::{self, Binned, ForestParams, TreeParams};
-use airq_model::{Interval, Model, Predictor, Scores, scores};
+use airq_model::{Anchors, Horizon, Interval, Model, Predictor, Scores, scores};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
@@ -270,62 +271,59 @@ pub fn fit_like(c: &Trained, train: &Dataset, cfg: &TrainSettings) -> anyhow::Re
     }
 }
 
-/// The prediction interval of `c`, calibrated on the validation window of its training rows
-/// `train` (the last `boosting.validation_days`) by a model that did not see that window: `c`
-/// itself when it was fitted without it, else the same kind refitted on the rows before it.
-pub fn calibrate(
-    c: &Trained,
-    train: &Dataset,
-    cfg: &TrainSettings,
-    coverage: f64,
-) -> anyhow::Result<Option<Interval>> {
+/// A model of `c`'s kind that did not see the validation window of its training rows
+/// `train` (the last `boosting.validation_days`): `c`'s own model when it was fitted without
+/// it, else the same kind refitted on the rows before it. Intervals are calibrated on it.
+pub fn held_out_model(c: &Trained, train: &Dataset, cfg: &TrainSettings) -> anyhow::Result<Model> {
+    if c.held_out {
+        return Ok(c.model.clone());
+    }
     let Some(from) = validation_start(train, cfg.boosting.validation_days) else {
-        return Ok(None);
+        return Ok(c.model.clone());
     };
-    let (fit, validation) = split(train, from);
-    let held_out = if c.held_out || fit.is_empty() {
-        c.model.clone()
-    } else {
-        fit_like(c, &fit, cfg)?.model
-    };
-    let predicted = evaluate(&held_out, &validation).predicted;
-    Ok(Interval::calibrate(
-        &validation.y,
-        &predicted,
-        &validation.last,
-        coverage,
-    ))
+    let fit = train.filter(|t| t < from);
+    if fit.len() < 2 {
+        return Ok(c.model.clone());
+    }
+    Ok(fit_like(c, &fit, cfg)?.model)
 }
 
-/// A model for one horizon and how it does on the test rows.
+/// A model for one horizon, and its twin that did not see the validation window.
 #[derive(Debug, Clone)]
 pub struct HorizonFit {
     pub hours: u32,
     pub model: Model,
-    pub interval: Option<Interval>,
-    pub test: Scores,
-    pub persistence: Scores,
-    /// Share of test rows inside their interval, and the interval's mean width.
-    pub coverage: f64,
-    pub mean_width: f64,
+    pub held_out: Model,
     pub train_rows: usize,
     pub train_seconds: f64,
 }
 
-/// The chosen one-hour candidate `c` with its interval, then its kind refitted for each of
-/// `cfg.horizons` (split at the same `test_from`), each with its interval, all scored on
-/// their test rows. A horizon without training or test rows is left out.
+impl HorizonFit {
+    pub fn horizon(&self) -> Horizon {
+        Horizon {
+            hours: self.hours,
+            model: self.model.clone(),
+        }
+    }
+}
+
+/// The chosen one-hour candidate `c`, then its kind refitted for each of `cfg.horizons`
+/// (split at the same `test_from`). A horizon without training or test rows is left out.
 pub fn horizons(
     c: &Trained,
     spec: &FeatureSpec,
     data: &BTreeMap<String, Series>,
-    (train_set, test_set): (&Dataset, &Dataset),
+    train_set: &Dataset,
     test_from: DateTime<Utc>,
     cfg: &TrainSettings,
 ) -> anyhow::Result<Vec<HorizonFit>> {
-    let cov = cfg.interval_coverage;
-    let one = calibrate(c, train_set, cfg, cov)?;
-    let mut out = vec![score_horizon(1, c, one, train_set.len(), test_set)];
+    let mut out = vec![HorizonFit {
+        hours: 1,
+        model: c.model.clone(),
+        held_out: held_out_model(c, train_set, cfg)?,
+        train_rows: train_set.len(),
+        train_seconds: c.train_seconds,
+    }];
     let mut hours: Vec<u32> = cfg.horizons.iter().copied().filter(|h| *h > 1).collect();
     hours.sort_unstable();
     hours.dedup();
@@ -342,56 +340,154 @@ pub fn horizons(
             continue;
         }
         let fitted = fit_like(c, &train, cfg)?;
-        let interval = calibrate(&fitted, &train, cfg, cov)?;
-        let fit = score_horizon(h, &fitted, interval, train.len(), &test);
         tracing::info!(
             hours = h,
-            rmse = fit.test.rmse,
-            persistence = fit.persistence.rmse,
-            coverage = fit.coverage,
+            rows = train.len(),
+            seconds = fitted.train_seconds,
             "horizon trained"
         );
-        out.push(fit);
+        out.push(HorizonFit {
+            hours: h,
+            held_out: held_out_model(&fitted, &train, cfg)?,
+            model: fitted.model,
+            train_rows: train.len(),
+            train_seconds: fitted.train_seconds,
+        });
     }
     Ok(out)
 }
 
-/// Scores a fitted horizon model on its test rows.
-pub fn score_horizon(
-    hours: u32,
-    trained: &Trained,
-    interval: Option<Interval>,
-    train_rows: usize,
-    test: &Dataset,
-) -> HorizonFit {
-    let e = evaluate(&trained.model, test);
-    let (coverage, mean_width) = match interval {
-        Some(iv) => {
-            let width = e
-                .predicted
-                .iter()
-                .zip(&test.last)
-                .map(|(p, l)| {
-                    let (lo, hi) = iv.bounds(*p, *l);
-                    hi - lo
-                })
-                .sum::<f64>()
-                / test.len().max(1) as f64;
-            (iv.coverage_of(&test.y, &e.predicted, &test.last), width)
+/// The served models of `fits`, without intervals, or their held-out twins.
+pub fn anchors(fits: &[HorizonFit], held_out: bool) -> Anchors {
+    let pick = |f: &HorizonFit| {
+        if held_out {
+            f.held_out.clone()
+        } else {
+            f.model.clone()
         }
-        None => (f64::NAN, f64::NAN),
     };
-    HorizonFit {
-        hours,
-        model: trained.model.clone(),
-        interval,
-        test: e.overall,
-        persistence: scores(&test.y, &test.last),
-        coverage,
-        mean_width,
-        train_rows,
-        train_seconds: trained.train_seconds,
+    let longer: Vec<Horizon> = fits
+        .iter()
+        .filter(|f| f.hours > 1)
+        .map(|f| Horizon {
+            hours: f.hours,
+            model: pick(f),
+        })
+        .collect();
+    let one = fits.first().map_or(Model::Persistence, pick);
+    Anchors::new(&one, &longer, &[])
+}
+
+/// The forecasts of `hours` ahead as predict-api serves them (a trained horizon's model, or
+/// the interpolation between the two around it) on the rows whose target `keep` accepts:
+/// (truth, forecast, the last hour's PM2.5) of each.
+fn served_rows(
+    anchors: &Anchors,
+    spec: &FeatureSpec,
+    data: &BTreeMap<String, Series>,
+    hours: u32,
+    keep: impl Fn(DateTime<Utc>) -> bool,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut y, mut value, mut last) = (vec![], vec![], vec![]);
+    let Some(plan) = anchors.plan(hours) else {
+        return (y, value, last);
+    };
+    let rows = build_dataset_ahead(spec, data, hours).filter(keep);
+    let mut values = vec![f64::NAN; anchors.anchors.len()];
+    'rows: for i in 0..rows.len() {
+        let t = rows.target[i] - chrono::Duration::hours(i64::from(hours));
+        let series = &data[&rows.sensor[i]];
+        for a in plan.uses() {
+            // The row's own features exist, so its anchors' do (same history, other
+            // calendar); skipped otherwise.
+            let Ok(x) = spec.features_ahead(series, t, anchors.anchors[a].hours) else {
+                continue 'rows;
+            };
+            values[a] = anchors.value(a, &x);
+        }
+        y.push(rows.y[i]);
+        value.push(plan.value(&values));
+        last.push(rows.last[i]);
     }
+    (y, value, last)
+}
+
+/// The interval of every hour ahead from 1 to the longest trained horizon, calibrated through
+/// the serving path on the rows whose target is in `[from, to)` by models that did not see
+/// them (`held_out`). Empty when an hour has too few rows for `coverage`.
+pub fn intervals(
+    held_out: &Anchors,
+    spec: &FeatureSpec,
+    data: &BTreeMap<String, Series>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    coverage: f64,
+) -> Vec<Interval> {
+    let mut out = Vec::new();
+    for h in 1..=held_out.max_hours() {
+        let (y, value, last) = served_rows(held_out, spec, data, h, |t| t >= from && t < to);
+        match Interval::calibrate(&y, &value, &last, coverage) {
+            Some(iv) => out.push(iv),
+            None => {
+                tracing::warn!(
+                    hours = h,
+                    rows = y.len(),
+                    "no intervals: too few calibration rows"
+                );
+                return Vec::new();
+            }
+        }
+    }
+    out
+}
+
+/// How the forecasts of one horizon did on its test rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HorizonScore {
+    pub hours: u32,
+    /// Served by interpolating between two trained horizons.
+    pub interpolated: bool,
+    pub test: Scores,
+    pub persistence: Scores,
+    /// Share of test rows inside their interval, and the interval's mean width (NaN: none).
+    pub coverage: f64,
+    pub mean_width: f64,
+}
+
+/// Every hour from 1 to the longest trained horizon, forecast as predict-api serves it, on
+/// the rows whose target is at or after `test_from`.
+pub fn served_scores(
+    anchors: &Anchors,
+    spec: &FeatureSpec,
+    data: &BTreeMap<String, Series>,
+    test_from: DateTime<Utc>,
+) -> Vec<HorizonScore> {
+    (1..=anchors.max_hours())
+        .map(|h| {
+            let (y, value, last) = served_rows(anchors, spec, data, h, |t| t >= test_from);
+            let (coverage, mean_width) = match anchors.interval(h) {
+                Some(iv) if !y.is_empty() => {
+                    let width = value
+                        .iter()
+                        .zip(&last)
+                        .map(|(p, l)| {
+                            let (lo, hi) = iv.bounds(*p, *l);
+                            hi - lo
+                        })
+                        .sum::<f64>();
+                    (iv.coverage_of(&y, &value, &last), width / y.len() as f64)
+                }
+                _ => (f64::NAN, f64::NAN),
+            };
+            HorizonScore {
+                hours: h,
+                interpolated: matches!(anchors.plan(h), Some(Plan::Between { .. })),
+                test: scores(&y, &value),
+                persistence: scores(&y, &last),
+                coverage,
+                mean_width,
+            }
+        })
+        .collect()
 }
 
 fn boosting_params(
@@ -526,38 +622,42 @@ mod tests {
         let (train, test) = split(&d, from);
         let cfg = settings();
         let gb = boosting(&train, &cfg, &|| {});
-        let fits = horizons(&gb, &spec, &sensors, (&train, &test), from, &cfg).unwrap();
+        let fits = horizons(&gb, &spec, &sensors, &train, from, &cfg).unwrap();
         assert_eq!(fits.iter().map(|f| f.hours).collect::<Vec<_>>(), [1, 6]);
-        for f in &fits {
-            let iv = f.interval.expect("an interval");
-            assert_eq!(iv.coverage, 0.8);
-            assert!(iv.lower < 0.0 && iv.upper > 0.0, "{iv:?}");
+        assert!(
+            fits.iter().all(|f| f.held_out == f.model),
+            "boosting never sees its window"
+        );
+        let window = (validation_start(&train, 2).unwrap(), from);
+        let calibrated = intervals(&anchors(&fits, true), &spec, &sensors, window, 0.8);
+        assert_eq!(calibrated.len(), 6, "one per hour ahead");
+        let mut served = anchors(&fits, false);
+        served.intervals = calibrated;
+        let scored = served_scores(&served, &spec, &sensors, from);
+        assert_eq!(
+            scored.iter().map(|s| s.hours).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
+        for s in &scored {
+            assert_eq!(s.interpolated, !matches!(s.hours, 1 | 6));
             // Calibrated on 2 days of the same law: near its coverage on the test days.
-            assert!(
-                (0.6..=1.0).contains(&f.coverage),
-                "{} h: coverage {}",
-                f.hours,
-                f.coverage
-            );
-            assert!(
-                f.test.rmse < f.persistence.rmse,
-                "{} h: {:?} against {:?}",
-                f.hours,
-                f.test,
-                f.persistence
-            );
+            assert!((0.6..=1.0).contains(&s.coverage), "{s:?}");
+            assert!(s.test.rmse < s.persistence.rmse, "{s:?}");
+            assert!(s.test.n > 0);
         }
+        // The one-hour anchor scores as the trainer's evaluation does.
+        assert_eq!(scored[0].test, evaluate(&gb.model, &test).overall);
         // The 6-hour model forecasts 6 hours after its inputs.
         assert_eq!(
-            fits[1].test.n,
+            scored[5].test.n,
             split(&build_dataset_ahead(&spec, &sensors, 6), from)
                 .1
                 .len()
         );
-        // A refit of a forest or a linear model is calibrated on a fit without the window.
+        // A forest or a linear model is calibrated by a refit without the window.
         let lin = linear(&train).unwrap();
         assert!(!lin.held_out);
-        assert!(calibrate(&lin, &train, &cfg, 0.8).unwrap().is_some());
+        assert_ne!(held_out_model(&lin, &train, &cfg).unwrap(), lin.model);
     }
 
     #[test]

@@ -415,14 +415,13 @@ async fn forecasts_each_requested_horizon_with_its_interval() {
         calibration_rows: 500,
     };
     let mut a = Artifact::new("linear", FeatureSpec::default(), constant(10.0));
-    a.interval = Some(iv);
     a.horizons = [6, 24]
         .map(|h| Horizon {
             hours: h,
             model: constant(10.0 * f64::from(h)),
-            interval: Some(iv),
         })
         .into();
+    a.intervals = vec![iv; 24];
     let version = publish_artifact(&c, &name, a).await;
     let srv = start(&db, &name).await;
     wait_ready(&srv.base).await;

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use airq_features::{FeatureSpec, build_dataset};
+use airq_features::{FeatureSpec, Series, build_dataset};
+use airq_model::Artifact;
 use airq_model::tree::Binned;
-use airq_model::{Artifact, Horizon};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -88,8 +88,11 @@ impl Pipeline {
             }
         }
         let (rmse, run, c) = best.context("no candidate model")?;
-        let fits = train::horizons(c, &spec, &data, (&train_set, &test_set), test_from, cfg)?;
-        self.record_horizons(&run, c, &spec, &fits).await?;
+        let fits = train::horizons(c, &spec, &data, &train_set, test_from, cfg)?;
+        let validation_from = train::validation_start(&train_set, cfg.boosting.validation_days)
+            .context("no validation window")?;
+        self.record_horizons(&run, c, &spec, &fits, &data, (validation_from, test_from))
+            .await?;
         let name = &self.settings.mlflow.model;
         self.mlflow
             .ensure_registered_model(name, "PM2.5 one hour ahead, per sensor (airq)")
@@ -116,43 +119,52 @@ impl Pipeline {
         Ok(v.version)
     }
 
-    /// The winner's artifact again, with its interval and its longer horizons; the
-    /// per-horizon table (`horizons.json`) and metrics (`test_rmse_h6`, ...) on its run.
+    /// The winner's artifact again, with its longer horizons and the interval of each hour
+    /// ahead (calibrated on the validation window before `test_from`); on its run,
+    /// each served hour's scores on the test rows (`horizons.json`, metrics `test_rmse_h6`,
+    /// `interval_coverage_h6`, ...).
     async fn record_horizons(
         &self,
         run: &RunInfo,
         c: &Trained,
         spec: &FeatureSpec,
         fits: &[HorizonFit],
+        data: &BTreeMap<String, Series>,
+        (validation_from, test_from): (DateTime<Utc>, DateTime<Utc>),
     ) -> anyhow::Result<()> {
         let mut artifact = Artifact::new(c.name, spec.clone(), c.model.clone());
-        artifact.interval = fits.first().and_then(|f| f.interval);
         artifact.horizons = fits
             .iter()
             .filter(|f| f.hours > 1)
-            .map(|f| Horizon {
-                hours: f.hours,
-                model: f.model.clone(),
-                interval: f.interval,
-            })
+            .map(HorizonFit::horizon)
             .collect();
+        artifact.intervals = train::intervals(
+            &train::anchors(fits, true),
+            spec,
+            data,
+            (validation_from, test_from),
+            self.settings.train.interval_coverage,
+        );
         let uri = &run.artifact_uri;
         self.mlflow
             .upload_artifact(uri, &format!("model/{MODEL_FILE}"), artifact.to_json())
             .await?;
-        let table: Vec<serde_json::Value> = fits
+        let served = train::served_scores(&artifact.anchors(), spec, data, test_from);
+        let trained = |h: u32| fits.iter().find(|f| f.hours == h);
+        let table: Vec<serde_json::Value> = served
             .iter()
-            .map(|f| {
+            .map(|s| {
                 serde_json::json!({
-                    "hours": f.hours,
-                    "test_rmse": f.test.rmse,
-                    "test_mae": f.test.mae,
-                    "persistence_rmse": f.persistence.rmse,
-                    "interval_coverage": f.coverage,
-                    "interval_mean_width": f.mean_width,
-                    "train_rows": f.train_rows,
-                    "test_rows": f.test.n,
-                    "train_seconds": f.train_seconds,
+                    "hours": s.hours,
+                    "interpolated": s.interpolated,
+                    "test_rmse": s.test.rmse,
+                    "test_mae": s.test.mae,
+                    "persistence_rmse": s.persistence.rmse,
+                    "interval_coverage": s.coverage,
+                    "interval_mean_width": s.mean_width,
+                    "test_rows": s.test.n,
+                    "train_rows": trained(s.hours).map(|f| f.train_rows),
+                    "train_seconds": trained(s.hours).map(|f| f.train_seconds),
                 })
             })
             .collect();
@@ -160,20 +172,31 @@ impl Pipeline {
             .upload_artifact(uri, "horizons.json", serde_json::to_vec_pretty(&table)?)
             .await?;
         let mut metrics = Vec::new();
-        for f in fits {
-            let h = f.hours;
+        for s in &served {
+            let h = s.hours;
+            tracing::info!(
+                hours = h,
+                interpolated = s.interpolated,
+                rmse = s.test.rmse,
+                persistence = s.persistence.rmse,
+                coverage = s.coverage,
+                "horizon scored"
+            );
             metrics.extend([
-                metric(&format!("test_rmse_h{h}"), f.test.rmse, 0),
-                metric(&format!("persistence_rmse_h{h}"), f.persistence.rmse, 0),
-                metric(&format!("train_seconds_h{h}"), f.train_seconds, 0),
+                metric(&format!("test_rmse_h{h}"), s.test.rmse, 0),
+                metric(&format!("persistence_rmse_h{h}"), s.persistence.rmse, 0),
             ]);
-            if f.coverage.is_finite() {
+            if s.coverage.is_finite() {
                 metrics.extend([
-                    metric(&format!("interval_coverage_h{h}"), f.coverage, 0),
-                    metric(&format!("interval_width_h{h}"), f.mean_width, 0),
+                    metric(&format!("interval_coverage_h{h}"), s.coverage, 0),
+                    metric(&format!("interval_width_h{h}"), s.mean_width, 0),
                 ]);
             }
         }
+        metrics.extend(
+            fits.iter()
+                .map(|f| metric(&format!("train_seconds_h{}", f.hours), f.train_seconds, 0)),
+        );
         let params = [
             param("horizons", hours_list(fits)),
             param("interval_coverage", self.settings.train.interval_coverage),

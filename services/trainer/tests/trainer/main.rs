@@ -224,11 +224,11 @@ async fn extract_validate_train_evaluate_promote_through_mlflow() {
         .unwrap();
     let artifact = airq_model::Artifact::from_json(&artifact).unwrap();
     assert_eq!(artifact.name, best.0);
-    // The same kind refitted for each longer horizon, every horizon with its interval, and
-    // the per-horizon table on the run.
+    // The same kind refitted for each longer horizon, an interval for every hour ahead, and
+    // the per-hour table on the run (trained and interpolated hours).
     assert_eq!(artifact.hours(), [1, 3, 6, 12, 24]);
-    assert!(artifact.interval.is_some() && artifact.horizons.iter().all(|h| h.interval.is_some()));
-    for h in [1, 3, 6, 12, 24] {
+    assert_eq!(artifact.intervals.len(), 24);
+    for h in [1, 2, 3, 6, 12, 17, 24] {
         let rmse = staging_run.metric(&format!("test_rmse_h{h}"));
         let coverage = staging_run.metric(&format!("interval_coverage_h{h}"));
         assert!(
@@ -242,7 +242,8 @@ async fn extract_validate_train_evaluate_promote_through_mlflow() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(table.as_array().map(Vec::len), Some(5), "{table}");
+    assert_eq!(table.as_array().map(Vec::len), Some(24), "{table}");
+    assert_eq!(table[16]["interpolated"], serde_json::json!(true), "17 h");
     let tag = staging.tags.iter().find(|t| t.key == "horizons");
     assert_eq!(tag.map(|t| t.value.as_str()), Some("1,3,6,12,24"));
 
