@@ -12,7 +12,9 @@ pub mod flat;
 pub mod horizon;
 pub mod tree;
 
-use airq_features::FeatureSpec;
+use std::collections::BTreeMap;
+
+use airq_features::{FeatureSpec, Locations};
 use serde::{Deserialize, Serialize};
 
 pub use flat::Predictor;
@@ -125,6 +127,9 @@ pub struct Artifact {
     /// trained before intervals).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub intervals: Vec<Interval>,
+    /// The training sensors' locations: the neighbours the neighbour features look at.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: Locations,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +152,7 @@ impl Artifact {
             model,
             horizons: Vec::new(),
             intervals: Vec::new(),
+            locations: Locations::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use airq_features::{Hourly, Series};
+use airq_features::{Hourly, Locations, Series};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
@@ -16,6 +16,30 @@ WHERE ts >= $1 AND ts < $2 AND ($3::text[] IS NULL OR sensor_id = ANY($3))
 GROUP BY 1, 2
 ORDER BY 1, 2
 "#;
+
+const LOCATIONS: &str = r#"
+SELECT sensor_id, avg(lat), avg(lon)
+FROM readings
+WHERE ts >= $1 AND ts < $2
+GROUP BY 1
+"#;
+
+/// Where each sensor with readings in `[from, to)` was: its mean latitude and longitude.
+pub async fn sensor_locations(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Locations, StoreError> {
+    let rows: Vec<(String, f64, f64)> = sqlx::query_as(LOCATIONS)
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sensor, lat, lon)| (sensor, [lat, lon]))
+        .collect())
+}
 
 /// Hourly means of the cleaned values in `[from, to)`, per sensor (all sensors, or `only`).
 pub async fn hourly_series(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airq_domain::validate::{ValidationConfig, validate_sensor_id};
-use airq_features::Series;
+use airq_features::{Neighbours, Series};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
@@ -302,18 +302,28 @@ fn model(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
     })
 }
 
-/// The stored recent series of every sensor of `requests` that brings no readings: from the
-/// cache, and the others in one query.
+/// The stored recent series of every sensor of `requests` that brings no readings, and of
+/// every request's neighbours (the neighbour features): from the cache, and the others in
+/// one query.
 async fn stored_series(
     state: &AppState,
     m: &Loaded,
     requests: &[&PredictRequest],
 ) -> Result<BTreeMap<String, Arc<Series>>, ApiError> {
-    let sensors: Vec<String> = requests
+    let mut sensors: Vec<String> = requests
         .iter()
         .filter(|r| r.readings.is_none())
         .map(|r| r.sensor_id.clone())
         .collect();
+    for r in requests {
+        sensors.extend(
+            m.neighbours_of(&r.sensor_id)
+                .iter()
+                .map(|(id, _)| id.clone()),
+        );
+    }
+    sensors.sort_unstable();
+    sensors.dedup();
     let hours = m.artifact.spec.history_hours() as i64;
     let now = Instant::now();
     let Lookup { mut found, missing } = state.series.lookup(&sensors, hours, now);
@@ -360,9 +370,18 @@ fn one(
         )
     };
     let spec = &m.artifact.spec;
-    let f = forecast(spec, &m.anchors, series).map_err(not_enough)?;
+    let nb = Neighbours {
+        others: m
+            .neighbours_of(&r.sensor_id)
+            .iter()
+            .filter_map(|(id, w)| stored.get(id).map(|s| (*w, s.as_ref())))
+            .collect(),
+    };
+    let f = forecast(spec, &m.anchors, series, &nb).map_err(not_enough)?;
     let horizons = match &r.horizons {
-        Some(hours) => Some(forecast_ahead(spec, &m.anchors, series, hours).map_err(not_enough)?),
+        Some(hours) => {
+            Some(forecast_ahead(spec, &m.anchors, series, &nb, hours).map_err(not_enough)?)
+        }
         None => None,
     };
     Ok(Prediction {

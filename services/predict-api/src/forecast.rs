@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use airq_domain::Pollutant;
 use airq_domain::aqi::{AqiCategory, sub_index};
-use airq_features::{FeatureSpec, Hourly, Missing, Series};
+use airq_features::{FeatureSpec, Hourly, Missing, Neighbours, Series};
 use airq_model::Anchors;
 use airq_model::horizon::Plan;
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -133,9 +133,10 @@ pub fn forecast(
     spec: &FeatureSpec,
     anchors: &Anchors,
     series: &Series,
+    nb: &Neighbours,
 ) -> Result<Forecast, Missing> {
     let t = last_hour(series)?;
-    let x = spec.features(series, t)?;
+    let x = spec.features(series, t, nb)?;
     Ok(at(anchors, t, 1, anchors.value(0, &x), x[0]))
 }
 
@@ -145,6 +146,7 @@ pub fn forecast_ahead(
     spec: &FeatureSpec,
     anchors: &Anchors,
     series: &Series,
+    nb: &Neighbours,
     hours: &[u32],
 ) -> Result<Vec<Ahead>, Missing> {
     let t = last_hour(series)?;
@@ -159,7 +161,7 @@ pub fn forecast_ahead(
         };
         for a in plan.uses() {
             if !done[a] {
-                let x = spec.features_ahead(series, t, anchors.anchors[a].hours)?;
+                let x = spec.features_ahead(series, t, anchors.anchors[a].hours, nb)?;
                 values[a] = anchors.value(a, &x);
                 done[a] = true;
             }
@@ -249,7 +251,7 @@ mod tests {
             FeatureSpec::default(),
             Anchors::new(&Model::Persistence, &[], &[]),
         );
-        let f = forecast(&spec, &p, &hourly(&readings(30))).unwrap();
+        let f = forecast(&spec, &p, &hourly(&readings(30)), &Neighbours::none()).unwrap();
         assert_eq!(f.pm2_5, 68.5, "mean of the last hour's two readings");
         assert_eq!(
             f.forecast_for,
@@ -257,7 +259,7 @@ mod tests {
         );
         let aqi = f.us_aqi.unwrap();
         assert_eq!(aqi.category, "unhealthy");
-        let short = forecast(&spec, &p, &hourly(&readings(3))).unwrap_err();
+        let short = forecast(&spec, &p, &hourly(&readings(3)), &Neighbours::none()).unwrap_err();
         assert!(short.what.starts_with("pm2_5 at"), "{}", short.what);
     }
 
@@ -286,11 +288,15 @@ mod tests {
         }];
         let anchors = Anchors::new(&Model::Persistence, &longer, &intervals);
         let series = hourly(&readings(30));
-        let out = forecast_ahead(&spec, &anchors, &series, &[1, 3, 5, 9]).unwrap();
+        let out =
+            forecast_ahead(&spec, &anchors, &series, &Neighbours::none(), &[1, 3, 5, 9]).unwrap();
         let hours: Vec<u32> = out.iter().map(|a| a.hours).collect();
         assert_eq!(hours, [1, 3, 5], "9 is past the longest");
         let last = 68.5;
-        assert_eq!(out[0].forecast, forecast(&spec, &anchors, &series).unwrap());
+        assert_eq!(
+            out[0].forecast,
+            forecast(&spec, &anchors, &series, &Neighbours::none()).unwrap()
+        );
         assert_eq!(out[0].forecast.pm2_5, last);
         assert_eq!(out[2].forecast.pm2_5, 20.0);
         assert!(out[1].interpolated && !out[2].interpolated);

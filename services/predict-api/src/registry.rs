@@ -1,9 +1,11 @@
 //! The production model, loaded from the MLflow registry and swapped atomically when its
 //! alias moves. A request clones the `Arc` once, so it finishes on the model it started with.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use airq_features::nearest;
 use airq_model::{Anchors, Artifact};
 use mlflow_client::MlflowClient;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +17,41 @@ pub struct Loaded {
     pub artifact: Artifact,
     /// The artifact's models (one per trained horizon) laid out for prediction.
     pub anchors: Anchors,
+    /// Each training sensor's nearest others and their weights (the neighbour features').
+    pub nearby: HashMap<String, Vec<(String, f64)>>,
+}
+
+impl Loaded {
+    pub fn new(model_name: &str, version: &str, artifact: Artifact) -> Self {
+        let k = artifact.spec.neighbours;
+        let nearby = if k == 0 {
+            HashMap::new()
+        } else {
+            artifact
+                .locations
+                .keys()
+                .map(|s| {
+                    let near = nearest(s, k, &artifact.locations);
+                    (
+                        s.clone(),
+                        near.into_iter().map(|(id, w)| (id.to_owned(), w)).collect(),
+                    )
+                })
+                .collect()
+        };
+        Self {
+            model_name: model_name.to_owned(),
+            version: version.to_owned(),
+            anchors: artifact.anchors(),
+            nearby,
+            artifact,
+        }
+    }
+
+    /// The sensors whose stored series the neighbour features of `sensor` read.
+    pub fn neighbours_of(&self, sensor: &str) -> &[(String, f64)] {
+        self.nearby.get(sensor).map_or(&[], Vec::as_slice)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -53,12 +90,7 @@ pub async fn refresh(
     let bytes = client.download_artifact(&v.source, "model.json").await?;
     let artifact = Artifact::from_json(&bytes)?;
     tracing::info!(model, version = %v.version, kind = %artifact.name, "model loaded");
-    current.set(Arc::new(Loaded {
-        model_name: model.to_owned(),
-        version: v.version,
-        anchors: artifact.anchors(),
-        artifact,
-    }));
+    current.set(Arc::new(Loaded::new(model, &v.version, artifact)));
     Ok(true)
 }
 

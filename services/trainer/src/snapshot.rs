@@ -13,6 +13,10 @@ use sha2::{Digest, Sha256};
 /// Name of the snapshot artifact in the extract run.
 pub const ARTIFACT: &str = "dataset/hourly.csv";
 
+/// The sensors' mean locations over the snapshot's span (`{"sensor": [lat, lon]}`): the
+/// neighbour features' distances. Snapshots extracted before it have none.
+pub const LOCATIONS: &str = "dataset/locations.json";
+
 /// What describes a snapshot (logged with it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use airq_features::{Dataset, FeatureSpec, Series, build_dataset_ahead};
+use airq_features::{Dataset, FeatureSpec, Network, build_dataset_ahead};
 use airq_model::boost::{self, BoostParams, Validation};
 use airq_model::horizon::Plan;
 use airq_model::tree::{self, Binned, ForestParams, TreeParams};
@@ -69,9 +69,15 @@ pub fn persistence() -> Trained {
     }
 }
 
-/// Ordinary least squares (linfa-linear) on standardized features.
+/// The ridge penalty of the linear model, relative to the rows: `lambda = RIDGE * n` on
+/// standardized features (whose Gram matrix has `n` on its diagonal), a 0.1 % shrinkage.
+const RIDGE: f64 = 1e-3;
+
+/// Least squares with a small ridge penalty on standardized features. Some features are
+/// exact combinations of others (`nb_change1 = nb_pm2_5_lag0 - nb_pm2_5_lag1`, `nb_dev`), which
+/// makes plain least squares singular (linfa-linear's OLS returned weights of 1e12 on them);
+/// the penalty makes the normal equations solvable and changes nothing measurable otherwise.
 pub fn linear(train: &Dataset) -> anyhow::Result<Trained> {
-    use linfa::prelude::*;
     let started = Instant::now();
     let (n, f) = (train.len(), train.x.first().map_or(0, Vec::len));
     anyhow::ensure!(n > f, "{n} training rows for {f} features");
@@ -89,37 +95,71 @@ pub fn linear(train: &Dataset) -> anyhow::Result<Trained> {
             if var > 1e-12 { var.sqrt() } else { 1.0 }
         })
         .collect();
-    let flat: Vec<f64> = train
-        .x
-        .iter()
-        .flat_map(|r| {
-            (0..f)
-                .map(|j| (r[j] - mean[j]) / scale[j])
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let x = ndarray::Array2::from_shape_vec((n, f), flat).context("feature matrix")?;
-    let y = ndarray::Array1::from(train.y.clone());
-    let fitted = linfa_linear::LinearRegression::default()
-        .fit(&linfa::Dataset::new(x, y))
-        .context("fitting the linear model")?;
+    let y_mean = train.y.iter().sum::<f64>() / n as f64;
+    // The normal equations (X'X + lambda I) w = X'(y - mean y).
+    let mut gram = vec![vec![0.0; f]; f];
+    let mut rhs = vec![0.0; f];
+    let mut z = vec![0.0; f];
+    for (r, y) in train.x.iter().zip(&train.y) {
+        for j in 0..f {
+            z[j] = (r[j] - mean[j]) / scale[j];
+        }
+        for j in 0..f {
+            rhs[j] += z[j] * (y - y_mean);
+            for k in 0..=j {
+                gram[j][k] += z[j] * z[k];
+            }
+        }
+    }
+    for (j, row) in gram.iter_mut().enumerate() {
+        row[j] += RIDGE * n as f64;
+    }
+    let weights = solve_spd(gram, rhs).context("fitting the linear model")?;
     Ok(Trained {
         name: "linear",
         model: Model::Linear {
             mean,
             scale,
-            weights: fitted.params().to_vec(),
-            intercept: fitted.intercept(),
+            weights,
+            intercept: y_mean,
         },
         params: vec![
             ("standardized".into(), "true".into()),
-            ("solver".into(), "linfa-linear OLS".into()),
+            ("solver".into(), "ridge normal equations, Cholesky".into()),
+            ("ridge".into(), format!("{RIDGE} x rows")),
         ],
         train_seconds: started.elapsed().as_secs_f64(),
         trials: Vec::new(),
         held_out: false,
         chosen: None,
     })
+}
+
+/// Solves `a x = b` for a symmetric positive definite `a` (its lower triangle is read) by
+/// Cholesky decomposition.
+fn solve_spd(mut a: Vec<Vec<f64>>, b: Vec<f64>) -> anyhow::Result<Vec<f64>> {
+    let f = b.len();
+    for j in 0..f {
+        let d = a[j][j] - (0..j).map(|k| a[j][k] * a[j][k]).sum::<f64>();
+        anyhow::ensure!(
+            d > 0.0 && d.is_finite(),
+            "the normal equations are not positive definite"
+        );
+        a[j][j] = d.sqrt();
+        for i in j + 1..f {
+            a[i][j] = (a[i][j] - (0..j).map(|k| a[i][k] * a[j][k]).sum::<f64>()) / a[j][j];
+        }
+    }
+    // L y = b, then L' x = y.
+    let mut y = vec![0.0; f];
+    for i in 0..f {
+        y[i] = (b[i] - (0..i).map(|k| a[i][k] * y[k]).sum::<f64>()) / a[i][i];
+    }
+    let mut x = vec![0.0; f];
+    for i in (0..f).rev() {
+        x[i] = (y[i] - (i + 1..f).map(|k| a[k][i] * x[k]).sum::<f64>()) / a[i][i];
+    }
+    Ok(x)
 }
 
 fn max_features(f: usize, fraction: f64) -> usize {
@@ -312,7 +352,7 @@ impl HorizonFit {
 pub fn horizons(
     c: &Trained,
     spec: &FeatureSpec,
-    data: &BTreeMap<String, Series>,
+    net: &Network,
     train_set: &Dataset,
     test_from: DateTime<Utc>,
     cfg: &TrainSettings,
@@ -328,7 +368,7 @@ pub fn horizons(
     hours.sort_unstable();
     hours.dedup();
     for h in hours {
-        let d = build_dataset_ahead(spec, data, h);
+        let d = build_dataset_ahead(spec, net, h);
         let (train, test) = split(&d, test_from);
         if train.len() < 2 || test.is_empty() {
             tracing::warn!(
@@ -384,7 +424,7 @@ pub fn anchors(fits: &[HorizonFit], held_out: bool) -> Anchors {
 fn served_rows(
     anchors: &Anchors,
     spec: &FeatureSpec,
-    data: &BTreeMap<String, Series>,
+    net: &Network,
     hours: u32,
     keep: impl Fn(DateTime<Utc>) -> bool,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
@@ -392,15 +432,17 @@ fn served_rows(
     let Some(plan) = anchors.plan(hours) else {
         return (y, value, last);
     };
-    let rows = build_dataset_ahead(spec, data, hours).filter(keep);
+    let rows = build_dataset_ahead(spec, net, hours).filter(keep);
     let mut values = vec![f64::NAN; anchors.anchors.len()];
     'rows: for i in 0..rows.len() {
         let t = rows.target[i] - chrono::Duration::hours(i64::from(hours));
-        let series = &data[&rows.sensor[i]];
+        let sensor = &rows.sensor[i];
+        let series = &net.series[sensor];
+        let nb = net.neighbours(spec, sensor);
         for a in plan.uses() {
             // The row's own features exist, so its anchors' do (same history, other
             // calendar); skipped otherwise.
-            let Ok(x) = spec.features_ahead(series, t, anchors.anchors[a].hours) else {
+            let Ok(x) = spec.features_ahead(series, t, anchors.anchors[a].hours, &nb) else {
                 continue 'rows;
             };
             values[a] = anchors.value(a, &x);
@@ -418,13 +460,13 @@ fn served_rows(
 pub fn intervals(
     held_out: &Anchors,
     spec: &FeatureSpec,
-    data: &BTreeMap<String, Series>,
+    net: &Network,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     coverage: f64,
 ) -> Vec<Interval> {
     let mut out = Vec::new();
     for h in 1..=held_out.max_hours() {
-        let (y, value, last) = served_rows(held_out, spec, data, h, |t| t >= from && t < to);
+        let (y, value, last) = served_rows(held_out, spec, net, h, |t| t >= from && t < to);
         match Interval::calibrate(&y, &value, &last, coverage) {
             Some(iv) => out.push(iv),
             None => {
@@ -458,12 +500,12 @@ pub struct HorizonScore {
 pub fn served_scores(
     anchors: &Anchors,
     spec: &FeatureSpec,
-    data: &BTreeMap<String, Series>,
+    net: &Network,
     test_from: DateTime<Utc>,
 ) -> Vec<HorizonScore> {
     (1..=anchors.max_hours())
         .map(|h| {
-            let (y, value, last) = served_rows(anchors, spec, data, h, |t| t >= test_from);
+            let (y, value, last) = served_rows(anchors, spec, net, h, |t| t >= test_from);
             let (coverage, mean_width) = match anchors.interval(h) {
                 Some(iv) if !y.is_empty() => {
                     let width = value
@@ -547,7 +589,7 @@ pub fn evaluate(model: &Model, d: &Dataset) -> Evaluation {
 
 #[cfg(test)]
 mod tests {
-    use airq_features::{FeatureSpec, Hourly, Series, build_dataset};
+    use airq_features::{FeatureSpec, Hourly, Network, Series, build_dataset};
     use chrono::Duration;
 
     use super::*;
@@ -558,7 +600,8 @@ mod tests {
     }
 
     /// Two weeks of an hourly AR(1)-like series with a daily cycle, 2 sensors.
-    fn series() -> BTreeMap<String, Series> {
+    /// Two sensors 1.4 km apart.
+    fn series() -> Network {
         let t0: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
         let sensors = ["a", "b"].map(|s| {
             let mut v = 30.0;
@@ -578,7 +621,14 @@ mod tests {
                 .collect();
             (s.to_owned(), series)
         });
-        sensors.into_iter().collect()
+        Network {
+            series: sensors.into_iter().collect(),
+            locations: [
+                ("a".to_owned(), [48.85, 2.35]),
+                ("b".to_owned(), [48.86, 2.36]),
+            ]
+            .into(),
+        }
     }
 
     fn settings() -> TrainSettings {
@@ -615,7 +665,7 @@ mod tests {
 
     #[test]
     fn longer_horizons_are_refitted_with_intervals_that_cover_the_test_rows() {
-        let sensors: BTreeMap<String, Series> = series();
+        let sensors = series();
         let spec = FeatureSpec::default();
         let d = build_dataset(&spec, &sensors);
         let from = test_start(&d, 0.25).unwrap();
@@ -658,6 +708,34 @@ mod tests {
         let lin = linear(&train).unwrap();
         assert!(!lin.held_out);
         assert_ne!(held_out_model(&lin, &train, &cfg).unwrap(), lin.model);
+    }
+
+    #[test]
+    fn the_linear_model_solves_least_squares_and_survives_collinear_features() {
+        // y = 1 + 2 a - b, exactly; the third feature is a - b (collinear).
+        let rows: Vec<(f64, f64)> = (0..200)
+            .map(|i| ((i % 17) as f64, (i % 5) as f64 * 1.5))
+            .collect();
+        let d = Dataset {
+            x: rows.iter().map(|(a, b)| vec![*a, *b, a - b]).collect(),
+            y: rows.iter().map(|(a, b)| 1.0 + 2.0 * a - b).collect(),
+            target: vec![DateTime::<Utc>::UNIX_EPOCH; 200],
+            sensor: vec!["s".into(); 200],
+            last: vec![0.0; 200],
+        };
+        let m = linear(&d).unwrap().model;
+        for (x, y) in d.x.iter().zip(&d.y) {
+            assert!(
+                (m.predict(x) - y).abs() < 0.05,
+                "{} against {y}",
+                m.predict(x)
+            );
+        }
+        let spd = solve_spd(vec![vec![4.0, 0.0], vec![2.0, 3.0]], vec![2.0, 5.0]).unwrap();
+        assert!(
+            (spd[0] + 0.5).abs() < 1e-12 && (spd[1] - 2.0).abs() < 1e-12,
+            "{spd:?}"
+        );
     }
 
     #[test]

@@ -503,6 +503,53 @@ async fn forecasts_each_requested_horizon_with_its_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbour_features_read_the_nearest_sensors_stored_series() {
+    let (db, pool) = database().await;
+    let c = MlflowClient::new(&mlflow_url()).unwrap();
+    let name = format!("neighbours-{}", uuid::Uuid::new_v4().simple());
+    let spec = FeatureSpec::default();
+    let names = spec.names();
+    let n = names.len();
+    // Forecasts the neighbours' deviation from the sensor: nb_dev.
+    let mut weights = vec![0.0; n];
+    weights[names.iter().position(|f| f == "nb_dev").unwrap()] = 1.0;
+    let model = Model::Linear {
+        mean: vec![0.0; n],
+        scale: vec![1.0; n],
+        weights,
+        intercept: 0.0,
+    };
+    let mut a = Artifact::new("linear", spec, model);
+    a.locations = [
+        ("S1".to_owned(), [1.0, 2.0]),
+        ("S2".to_owned(), [1.01, 2.0]),
+    ]
+    .into();
+    publish_artifact(&c, &name, a).await;
+    let srv = start(&db, &name).await;
+    wait_ready(&srv.base).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/predict", srv.base);
+    // Stored: S2 is S1 + 5 at every hour.
+    let (status, p) = post(&http, url.clone(), &json!({ "sensor_id": "S1" })).await;
+    assert_eq!((status, p["pm2_5"].clone()), (200, json!(5.0)), "{p}");
+    // Readings in the body, the neighbour's from PostgreSQL: S2's last hour is 38.
+    let t0: DateTime<Utc> = "2025-05-01T18:00:00Z".parse().unwrap();
+    let readings: Vec<Value> = (0..30)
+        .map(|h| json!({ "timestamp": (t0 + chrono::Duration::hours(h)).to_rfc3339(), "pm2_5": 1.0, "pm10": 2.0, "no2": 3.0 }))
+        .collect();
+    let body = |sensor: &str| json!({ "sensor_id": sensor, "readings": readings });
+    let (status, p) = post(&http, url.clone(), &body("S1")).await;
+    assert_eq!((status, p["pm2_5"].clone()), (200, json!(37.0)), "{p}");
+    // A sensor the model has no location for has no neighbours: its own values, 0.
+    let (status, p) = post(&http, url.clone(), &body("X")).await;
+    assert_eq!((status, p["pm2_5"].clone()), (200, json!(0.0)), "{p}");
+    srv.stop.cancel();
+    srv.task.await.unwrap().unwrap();
+    drop_database(&db, pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sensors_series_is_read_once_per_series_cache_ms() {
     let (db, pool) = database().await;
     let c = MlflowClient::new(&mlflow_url()).unwrap();

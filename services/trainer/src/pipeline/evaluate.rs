@@ -42,8 +42,12 @@ impl Pipeline {
             .map(str::to_owned)
             .context("the staging run names no snapshot")?;
         let snap = self.mlflow.get_run(&snap_id).await?;
-        let (_, data) = self.load_snapshot(&snap).await?;
-        let end = build_dataset(&staging.spec, &data)
+        let mut net = self.load_network(&snap).await?;
+        // The neighbours the model was trained with (its artifact's locations), if any.
+        if !staging.locations.is_empty() {
+            net.locations = staging.locations.clone();
+        }
+        let end = build_dataset(&staging.spec, &net)
             .target
             .last()
             .copied()
@@ -54,7 +58,7 @@ impl Pipeline {
         let mut table = Vec::new();
         for hours in staging.hours() {
             let window =
-                build_dataset_ahead(&staging.spec, &data, hours).filter(|t| t >= window_start);
+                build_dataset_ahead(&staging.spec, &net, hours).filter(|t| t >= window_start);
             anyhow::ensure!(
                 !window.is_empty(),
                 "no held-out data to evaluate version {staging_v} on at {hours} h (its test set starts {held_out_from}, the snapshot ends {end})"

@@ -14,6 +14,9 @@ impl Pipeline {
         let data = airq_store::hourly::hourly_series(&pool, from, to, None)
             .await
             .context("reading readings")?;
+        let locations = airq_store::hourly::sensor_locations(&pool, from, to)
+            .await
+            .context("reading the sensors' locations")?;
         let bytes = snapshot::to_csv(&data)?;
         let s = snapshot::summarize(&data, &bytes);
         let run = self
@@ -23,7 +26,9 @@ impl Pipeline {
                 &[("airq.snapshot.sha256", s.sha256.clone())],
             )
             .await?;
-        let done = self.record_snapshot(&run, from, to, &s, bytes).await;
+        let done = self
+            .record_snapshot(&run, from, to, &s, bytes, &locations)
+            .await;
         self.close(&run, done).await?;
         tracing::info!(run = %run.run_id, rows = s.rows, sensors = s.sensors, sha256 = %s.sha256, "snapshot extracted");
         Ok(run.run_id)
@@ -36,6 +41,7 @@ impl Pipeline {
         to: DateTime<Utc>,
         s: &snapshot::Summary,
         bytes: Vec<u8>,
+        locations: &airq_features::Locations,
     ) -> anyhow::Result<()> {
         let mut params = vec![
             param("from", from.to_rfc3339()),
@@ -54,6 +60,13 @@ impl Pipeline {
             .await?;
         self.mlflow
             .upload_artifact(&run.artifact_uri, snapshot::ARTIFACT, bytes)
+            .await?;
+        self.mlflow
+            .upload_artifact(
+                &run.artifact_uri,
+                snapshot::LOCATIONS,
+                serde_json::to_vec_pretty(locations)?,
+            )
             .await?;
         self.mlflow
             .upload_artifact(

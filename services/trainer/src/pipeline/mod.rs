@@ -11,7 +11,7 @@ mod validate;
 
 use std::collections::BTreeMap;
 
-use airq_features::Series;
+use airq_features::{Locations, Network, Series};
 use airq_model::Artifact;
 use anyhow::Context;
 use mlflow_client::{MlflowClient, Run, RunInfo, RunStatus, tag};
@@ -91,6 +91,25 @@ impl Pipeline {
             .await?;
         let data = snapshot::from_csv(&bytes)?;
         Ok((bytes, data))
+    }
+
+    /// The snapshot's series and its sensors' locations (none for a snapshot extracted
+    /// before locations were: no neighbour features then).
+    async fn load_network(&self, run: &Run) -> anyhow::Result<Network> {
+        let (_, series) = self.load_snapshot(run).await?;
+        let locations = match self
+            .mlflow
+            .download_artifact(&run.info.artifact_uri, snapshot::LOCATIONS)
+            .await
+        {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} of run {}", snapshot::LOCATIONS, run.info.run_id))?,
+            Err(e) => {
+                tracing::warn!(run = %run.info.run_id, error = %e, "the snapshot has no sensor locations: no neighbour features");
+                Locations::new()
+            }
+        };
+        Ok(Network { series, locations })
     }
 
     /// Ends a step's run: FINISHED if `result` is a success, else FAILED with the reason

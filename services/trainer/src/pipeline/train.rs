@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use airq_features::{FeatureSpec, Series, build_dataset};
+use airq_features::{FeatureSpec, Network, build_dataset};
 use airq_model::Artifact;
 use airq_model::tree::Binned;
 use anyhow::Context;
@@ -31,9 +31,9 @@ impl Pipeline {
                 snapshot_run,
             )
             .await?;
-        let (_, data) = self.load_snapshot(&snap).await?;
+        let net = self.load_network(&snap).await?;
         let spec = FeatureSpec::default();
-        let dataset = build_dataset(&spec, &data);
+        let dataset = build_dataset(&spec, &net);
         let cfg = &self.settings.train;
         let test_from = match test_from {
             Some(t) => t,
@@ -88,10 +88,10 @@ impl Pipeline {
             }
         }
         let (rmse, run, c) = best.context("no candidate model")?;
-        let fits = train::horizons(c, &spec, &data, &train_set, test_from, cfg)?;
+        let fits = train::horizons(c, &spec, &net, &train_set, test_from, cfg)?;
         let validation_from = train::validation_start(&train_set, cfg.boosting.validation_days)
             .context("no validation window")?;
-        self.record_horizons(&run, c, &spec, &fits, &data, (validation_from, test_from))
+        self.record_horizons(&run, c, &spec, &fits, &net, (validation_from, test_from))
             .await?;
         let name = &self.settings.mlflow.model;
         self.mlflow
@@ -129,10 +129,11 @@ impl Pipeline {
         c: &Trained,
         spec: &FeatureSpec,
         fits: &[HorizonFit],
-        data: &BTreeMap<String, Series>,
+        net: &Network,
         (validation_from, test_from): (DateTime<Utc>, DateTime<Utc>),
     ) -> anyhow::Result<()> {
         let mut artifact = Artifact::new(c.name, spec.clone(), c.model.clone());
+        artifact.locations = net.locations.clone();
         artifact.horizons = fits
             .iter()
             .filter(|f| f.hours > 1)
@@ -141,7 +142,7 @@ impl Pipeline {
         artifact.intervals = train::intervals(
             &train::anchors(fits, true),
             spec,
-            data,
+            net,
             (validation_from, test_from),
             self.settings.train.interval_coverage,
         );
@@ -149,7 +150,7 @@ impl Pipeline {
         self.mlflow
             .upload_artifact(uri, &format!("model/{MODEL_FILE}"), artifact.to_json())
             .await?;
-        let served = train::served_scores(&artifact.anchors(), spec, data, test_from);
+        let served = train::served_scores(&artifact.anchors(), spec, net, test_from);
         let trained = |h: u32| fits.iter().find(|f| f.hours == h);
         let table: Vec<serde_json::Value> = served
             .iter()
