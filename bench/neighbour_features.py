@@ -15,6 +15,7 @@ A station alone at its hour gets its own values (deviation 0).
 
 usage: python bench/neighbour_features.py DIR STATIONS_CSV OUT
 """
+import os
 import sys
 
 import numpy as np
@@ -63,8 +64,6 @@ for k, v in new.items():
     rows[k] = v
 
 features = [c for c in train.columns if c not in ("y", "target", "sensor")] + list(new)
-import os
-
 os.makedirs(out, exist_ok=True)
 for part in ("train", "test"):
     rows[rows["_part"] == part][features + ["y", "target", "sensor"]].to_csv(f"{out}/{part}.csv", index=False)

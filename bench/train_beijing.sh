@@ -4,7 +4,8 @@
 # with the last 12 months as the test set; then, on the features and split the trainer exported,
 # the references of bench/forecast_refs.py (scikit-learn's random forest, LightGBM) and the
 # trainer's gradient boosting alone (crates/airq-model/examples/fit_features.rs), timed the same
-# way. Usage: bench/train_beijing.sh [DATABASE]
+# way; then the gain of each feature group (bench/feature_groups.py: our boosting refitted without
+# it). Usage: bench/train_beijing.sh [DATABASE]
 # Writes bench/results/train-beijing-<date>.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,4 +34,9 @@ LOG=$STATE/bench/train-beijing-$ID.log
   grep -E "candidate trained|horizon trained|data set built|registered as staging|evaluation done" "$LOG" | sed 's/\x1b\[[0-9;]*m//g' | cut -d' ' -f3-
   "$ROOT/target/release/examples/fit_features" "$FEATURES"
   "$BENCH_PYTHON" "$ROOT/bench/forecast_refs.py" "$FEATURES" "$(nproc)"
+  # The gain of each feature group: our boosting refitted without it.
+  for d in $("$BENCH_PYTHON" "$ROOT/bench/feature_groups.py" "$FEATURES"); do
+    echo "without ${d##*-without-}: $("$ROOT/target/release/examples/fit_features" "$d" | sed 's/.*refit=false: //')"
+    rm -rf "$d"
+  done
 } | tee -a "$OUT/train-beijing-$(date -u +%Y-%m-%d).txt"
