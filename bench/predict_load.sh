@@ -6,6 +6,7 @@
 # AIRQ_BENCH_BODY=stored (default): the body names the sensor, the service reads its readings from
 #   PostgreSQL (once per AIRQ_SERIES_CACHE_MS, default 1000; 0 reads them per request).
 # AIRQ_BENCH_BODY=readings: the body carries the sensor's last 30 stored readings.
+# AIRQ_BENCH_BODY=horizons: as stored, with every hour 1 to 24 ahead (`"horizons": [1, ..., 24]`).
 # AIRQ_BENCH_BODY=health: GET /health instead, the floor of loopback HTTP on this machine.
 # Usage: bench/predict_load.sh [SECONDS] [CONNECTIONS]. Writes bench/results/predict-<date>.txt.
 set -euo pipefail
@@ -27,12 +28,13 @@ DB=${AIRQ_TEST_PG_URL%/*}/${AIRQ_BENCH_DB:-airq_bench_e2e}
 KIND=${AIRQ_BENCH_BODY:-stored}
 case $KIND in
   stored) BODY='{"sensor_id":"bj_aotizhongxin"}' ;;
+  horizons) BODY='{"sensor_id":"bj_aotizhongxin","horizons":['"$(seq -s, 1 24)"']}' ;;
   readings) BODY=$(psql -qAt "$DB" -c "SELECT json_build_object('sensor_id', 'bj_aotizhongxin', 'readings',
       json_agg(json_build_object('timestamp', ts, 'pm2_5', pm2_5, 'pm10', pm10, 'no2', no2) ORDER BY ts))
       FROM (SELECT * FROM readings WHERE sensor_id = 'bj_aotizhongxin' ORDER BY ts DESC LIMIT 30) r") ;;
   # The floor of this machine's loopback HTTP: GET /health, no body, no model.
   health) BODY= ;;
-  *) echo "AIRQ_BENCH_BODY is stored, readings or health, not $KIND" >&2; exit 2 ;;
+  *) echo "AIRQ_BENCH_BODY is stored, readings, horizons or health, not $KIND" >&2; exit 2 ;;
 esac
 AIRQ__DATABASE__URL=$DB AIRQ__MLFLOW__MODEL=$MODEL \
   AIRQ__SERVER__ADDR=127.0.0.1:$PORT AIRQ__SERVER__SERIES_CACHE_MS=${AIRQ_SERIES_CACHE_MS:-1000} RUST_LOG=warn "$BIN/predict-api" &
