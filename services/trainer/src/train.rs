@@ -419,37 +419,42 @@ pub fn anchors(fits: &[HorizonFit], held_out: bool) -> Anchors {
 }
 
 /// The forecasts of `hours` ahead as predict-api serves them (a trained horizon's model, or
-/// the interpolation between the two around it) on the rows whose target `keep` accepts:
-/// (truth, forecast, the last hour's PM2.5) of each.
+/// the interpolation between the two around it) on the rows whose target is in `[from, to)`:
+/// (truth, forecast, the last hour's PM2.5) of each. The rows are those of
+/// `build_dataset_ahead` in that window, read straight from the series: only the window's
+/// hours get features, once per model they go to.
 fn served_rows(
     anchors: &Anchors,
     spec: &FeatureSpec,
     net: &Network,
     hours: u32,
-    keep: impl Fn(DateTime<Utc>) -> bool,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (mut y, mut value, mut last) = (vec![], vec![], vec![]);
-    let Some(plan) = anchors.plan(hours) else {
+    let Some(plan) = anchors.plan(hours).filter(|_| from < to) else {
         return (y, value, last);
     };
-    let rows = build_dataset_ahead(spec, net, hours).filter(keep);
+    let ahead = chrono::Duration::hours(i64::from(hours));
     let mut values = vec![f64::NAN; anchors.anchors.len()];
-    'rows: for i in 0..rows.len() {
-        let t = rows.target[i] - chrono::Duration::hours(i64::from(hours));
-        let sensor = &rows.sensor[i];
-        let series = &net.series[sensor];
+    for (sensor, series) in &net.series {
         let nb = net.neighbours(spec, sensor);
-        for a in plan.uses() {
-            // The row's own features exist, so its anchors' do (same history, other
-            // calendar); skipped otherwise.
-            let Ok(x) = spec.features_ahead(series, t, anchors.anchors[a].hours, &nb) else {
-                continue 'rows;
+        'rows: for (&t, h) in series.range(from - ahead..to - ahead) {
+            let (Some(truth), Some(now)) =
+                (series.get(&(t + ahead)).and_then(|n| n.pm2_5), h.pm2_5)
+            else {
+                continue;
             };
-            values[a] = anchors.value(a, &x);
+            for a in plan.uses() {
+                // A row needs its features: the same history for every horizon.
+                let Ok(x) = spec.features_ahead(series, t, anchors.anchors[a].hours, &nb) else {
+                    continue 'rows;
+                };
+                values[a] = anchors.value(a, &x);
+            }
+            y.push(truth);
+            value.push(plan.value(&values));
+            last.push(now);
         }
-        y.push(rows.y[i]);
-        value.push(plan.value(&values));
-        last.push(rows.last[i]);
     }
     (y, value, last)
 }
@@ -466,7 +471,7 @@ pub fn intervals(
 ) -> Vec<Interval> {
     let mut out = Vec::new();
     for h in 1..=held_out.max_hours() {
-        let (y, value, last) = served_rows(held_out, spec, net, h, |t| t >= from && t < to);
+        let (y, value, last) = served_rows(held_out, spec, net, h, (from, to));
         match Interval::calibrate(&y, &value, &last, coverage) {
             Some(iv) => out.push(iv),
             None => {
@@ -505,7 +510,8 @@ pub fn served_scores(
 ) -> Vec<HorizonScore> {
     (1..=anchors.max_hours())
         .map(|h| {
-            let (y, value, last) = served_rows(anchors, spec, net, h, |t| t >= test_from);
+            let (y, value, last) =
+                served_rows(anchors, spec, net, h, (test_from, DateTime::<Utc>::MAX_UTC));
             let (coverage, mean_width) = match anchors.interval(h) {
                 Some(iv) if !y.is_empty() => {
                     let width = value
@@ -695,8 +701,14 @@ mod tests {
             assert!(s.test.rmse < s.persistence.rmse, "{s:?}");
             assert!(s.test.n > 0);
         }
-        // The one-hour anchor scores as the trainer's evaluation does.
-        assert_eq!(scored[0].test, evaluate(&gb.model, &test).overall);
+        // The one-hour anchor scores as the trainer's evaluation does (rows in another order).
+        let one = evaluate(&gb.model, &test).overall;
+        assert_eq!(scored[0].test.n, one.n);
+        assert!(
+            (scored[0].test.rmse - one.rmse).abs() < 1e-9,
+            "{:?} against {one:?}",
+            scored[0].test
+        );
         // The 6-hour model forecasts 6 hours after its inputs.
         assert_eq!(
             scored[5].test.n,
