@@ -25,6 +25,16 @@ pub enum Command {
     Openaq(OpenaqArgs),
     /// Replay a folder of OpenAQ archive files (one CSV or CSV.gz per location and day).
     OpenaqArchive(ArchiveArgs),
+    /// Publish JSON lines as they are, one message per line (a fault or a malformed message
+    /// injected by hand: the demo's, a test's).
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Read the lines from this file instead of standard input.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
 
 /// A UTC day (YYYY-MM-DD, its midnight) or an RFC 3339 time.

@@ -26,5 +26,6 @@ async fn run() -> anyhow::Result<()> {
         Command::Replay(args) => startup::run_replay(settings, args, shutdown).await,
         Command::Openaq(args) => startup::run_openaq(settings, args, shutdown).await,
         Command::OpenaqArchive(args) => startup::run_openaq_archive(settings, args, shutdown).await,
+        Command::Send(args) => startup::run_send(settings, args).await,
     }
 }

@@ -8,7 +8,7 @@ use chrono::{Duration, SubsecRound, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ArchiveArgs, OpenaqArgs, ReplayArgs, SyntheticArgs};
+use crate::cli::{ArchiveArgs, OpenaqArgs, ReplayArgs, SendArgs, SyntheticArgs};
 use crate::config::Settings;
 use crate::publish::{Pacer, Publisher};
 use crate::truth::TruthLog;
@@ -23,6 +23,33 @@ async fn publisher(settings: &Settings) -> anyhow::Result<Publisher> {
         .context("creating the raw topic")?;
     let producer = airq_kafka::client::producer(&k.brokers, 5).context("creating the producer")?;
     Ok(Publisher::new(producer, k.topics.raw.clone()))
+}
+
+/// The key of a line sent as is: its `sensor_id` when it is a JSON object with a string one,
+/// else empty (the cleaner dead-letters what is not a reading, whatever its key).
+pub fn key_of(line: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("sensor_id")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Publishes every non-empty line of the file (or standard input) to `raw_data` as it is, then
+/// prints what was published.
+pub async fn run_send(settings: Settings, args: SendArgs) -> anyhow::Result<()> {
+    let text = match &args.file {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => std::io::read_to_string(std::io::stdin()).context("reading standard input")?,
+    };
+    let mut out = publisher(&settings).await?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        out.send(&key_of(line), line.as_bytes()).await?;
+    }
+    out.flush().await?;
+    println!("{}", out.summary());
+    Ok(())
 }
 
 /// Runs the synthetic fleet until `ticks` are done or `shutdown` fires.
@@ -260,5 +287,18 @@ pub async fn run_openaq(
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(StdDuration::from_secs(args.poll_secs)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_of;
+
+    #[test]
+    fn a_line_is_keyed_by_its_sensor_id_when_it_has_one() {
+        assert_eq!(key_of(r#"{"sensor_id":"CAP_001","x":1}"#), "CAP_001");
+        assert_eq!(key_of(r#"{"sensor_id":7}"#), "");
+        assert_eq!(key_of("not json"), "");
+        assert_eq!(key_of("[1, 2]"), "");
     }
 }

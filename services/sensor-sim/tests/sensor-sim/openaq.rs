@@ -162,7 +162,7 @@ async fn serve(api: Arc<Api>) -> String {
     format!("http://{addr}")
 }
 
-fn brokers() -> String {
+pub fn brokers() -> String {
     std::env::var("AIRQ_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
 }
 
