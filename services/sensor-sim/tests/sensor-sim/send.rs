@@ -55,3 +55,27 @@ async fn every_line_is_published_as_it_is_keyed_by_its_sensor() {
     );
     std::fs::remove_file(file).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_deliveries_are_settled_as_a_live_fleet_sends() {
+    let topic = format!("raw_reap_{}", uuid::Uuid::new_v4().simple());
+    airq_kafka::admin::ensure_topics(&brokers(), &[&topic], 1)
+        .await
+        .unwrap();
+    let producer = airq_kafka::client::producer(&brokers(), 5).unwrap();
+    let mut out = sensor_sim::publish::Publisher::new(producer, topic);
+    // A live fleet's pace: the first delivery is acknowledged long before the next send,
+    // which settles it instead of keeping its future until 100,000 are pending.
+    out.send("a", b"{}").await.unwrap();
+    for n in 2..=5 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        out.send("a", b"{}").await.unwrap();
+        assert!(
+            out.pending() <= 1,
+            "{} pending after {n} sends",
+            out.pending()
+        );
+    }
+    out.flush().await.unwrap();
+    assert_eq!((out.pending(), out.sent), (0, 5));
+}
