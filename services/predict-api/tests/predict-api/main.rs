@@ -134,6 +134,18 @@ async fn drop_database(db: &str, pool: PgPool) {
         .unwrap();
 }
 
+/// 30 hourly readings from `t0`, hour `h` with the (PM2.5, PM10, NO2) of `values(h)`.
+fn hourly_readings(t0: &str, values: impl Fn(i64) -> (f64, f64, f64)) -> Vec<Value> {
+    let t0: DateTime<Utc> = t0.parse().unwrap();
+    (0..30)
+        .map(|h| {
+            let (pm2_5, pm10, no2) = values(h);
+            let t = (t0 + chrono::Duration::hours(h)).to_rfc3339();
+            json!({ "timestamp": t, "pm2_5": pm2_5, "pm10": pm10, "no2": no2 })
+        })
+        .collect()
+}
+
 async fn post(http: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
     let r = http.post(url).json(body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
@@ -172,10 +184,7 @@ async fn serves_forecasts_refuses_bad_input_and_swaps_models_live() {
     );
 
     // From explicit readings: 30 hourly readings, the last one 50.
-    let t0: DateTime<Utc> = "2025-06-01T00:00:00Z".parse().unwrap();
-    let readings: Vec<Value> = (0..30)
-        .map(|h| json!({ "timestamp": (t0 + chrono::Duration::hours(h)).to_rfc3339(), "pm2_5": 20.0 + h as f64, "pm10": 40.0, "no2": 10.0 }))
-        .collect();
+    let readings = hourly_readings("2025-06-01T00:00:00Z", |h| (20.0 + h as f64, 40.0, 10.0));
     let (status, p) = post(
         &http,
         u("/predict"),
@@ -428,10 +437,7 @@ async fn forecasts_each_requested_horizon_with_its_interval() {
     let http = reqwest::Client::new();
     let url = format!("{}/predict", srv.base);
     // 30 hourly readings, the last one (2025-06-02T05:00) 49 ug/m3.
-    let t0: DateTime<Utc> = "2025-06-01T00:00:00Z".parse().unwrap();
-    let readings: Vec<Value> = (0..30)
-        .map(|h| json!({ "timestamp": (t0 + chrono::Duration::hours(h)).to_rfc3339(), "pm2_5": 20.0 + h as f64, "pm10": 40.0, "no2": 10.0 }))
-        .collect();
+    let readings = hourly_readings("2025-06-01T00:00:00Z", |h| (20.0 + h as f64, 40.0, 10.0));
     let body =
         |horizons: Value| json!({ "sensor_id": "X", "readings": readings, "horizons": horizons });
     let (status, p) = post(&http, url.clone(), &body(json!([1, 6, 15, 24]))).await;
@@ -534,10 +540,7 @@ async fn neighbour_features_read_the_nearest_sensors_stored_series() {
     let (status, p) = post(&http, url.clone(), &json!({ "sensor_id": "S1" })).await;
     assert_eq!((status, p["pm2_5"].clone()), (200, json!(5.0)), "{p}");
     // Readings in the body, the neighbour's from PostgreSQL: S2's last hour is 38.
-    let t0: DateTime<Utc> = "2025-05-01T18:00:00Z".parse().unwrap();
-    let readings: Vec<Value> = (0..30)
-        .map(|h| json!({ "timestamp": (t0 + chrono::Duration::hours(h)).to_rfc3339(), "pm2_5": 1.0, "pm10": 2.0, "no2": 3.0 }))
-        .collect();
+    let readings = hourly_readings("2025-05-01T18:00:00Z", |_| (1.0, 2.0, 3.0));
     let body = |sensor: &str| json!({ "sensor_id": sensor, "readings": readings });
     let (status, p) = post(&http, url.clone(), &body("S1")).await;
     assert_eq!((status, p["pm2_5"].clone()), (200, json!(37.0)), "{p}");
