@@ -12,8 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mlflow_client::{Run, RunInfo, Stage, metric, param, tag};
 
 use super::{MODEL_FILE, Pipeline, STAGING};
+use crate::horizons::{self, HorizonFit};
 use crate::plot;
-use crate::train::{self, HorizonFit, Trained, Trial};
+use crate::train::{self, Trained, Trial};
 
 impl Pipeline {
     /// `train`: every candidate on the newest validated snapshot; the best one (test RMSE)
@@ -88,7 +89,7 @@ impl Pipeline {
             }
         }
         let (rmse, run, c) = best.context("no candidate model")?;
-        let fits = train::horizons(c, &spec, &net, &train_set, test_from, cfg)?;
+        let fits = horizons::horizons(c, &spec, &net, &train_set, test_from, cfg)?;
         let validation_from = train::validation_start(&train_set, cfg.boosting.validation_days)
             .context("no validation window")?;
         self.record_horizons(&run, c, &spec, &fits, &net, (validation_from, test_from))
@@ -139,8 +140,8 @@ impl Pipeline {
             .filter(|f| f.hours > 1)
             .map(HorizonFit::horizon)
             .collect();
-        artifact.intervals = train::intervals(
-            &train::anchors(fits, true),
+        artifact.intervals = horizons::intervals(
+            &horizons::anchors(fits, true),
             spec,
             net,
             (validation_from, test_from),
@@ -150,7 +151,7 @@ impl Pipeline {
         self.mlflow
             .upload_artifact(uri, &format!("model/{MODEL_FILE}"), artifact.to_json())
             .await?;
-        let served = train::served_scores(&artifact.anchors(), spec, net, test_from);
+        let served = horizons::served_scores(&artifact.anchors(), spec, net, test_from);
         let trained = |h: u32| fits.iter().find(|f| f.hours == h);
         let table: Vec<serde_json::Value> = served
             .iter()
