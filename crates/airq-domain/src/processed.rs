@@ -49,12 +49,15 @@ pub struct ProcessedReading {
 }
 
 impl ProcessedReading {
+    /// Bytes to reserve for one message: a typical one is 500-600.
+    pub const JSON_CAPACITY: usize = 640;
+
     /// The `processed_data` message: byte for byte what `serde_json::to_vec` makes of it (a
     /// test holds them equal on random readings), written by hand because it is the cleaner's
     /// largest cost per message (docs/benchmarks.md): the keys are constants that need no
     /// escaping, the timestamp no `String`, the buffer one allocation.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(640);
+        let mut out = Vec::with_capacity(Self::JSON_CAPACITY);
         self.write_json(&mut out);
         out
     }

@@ -178,8 +178,13 @@ impl FeatureSpec {
         hours: u32,
         nb: &Neighbours,
     ) -> Result<Vec<f64>, Missing> {
-        let mut x = Vec::with_capacity(3 * self.lags + 6);
+        let mut x = Vec::with_capacity(3 * self.lags + 6 + NEIGHBOUR_FEATURES.len());
         let at = |k: usize| series.get(&(t - Duration::hours(k as i64)));
+        let value = |name: &str, get: Getter, k: usize| {
+            at(k).and_then(get).ok_or_else(|| Missing {
+                what: format!("{name} at {}", (t - Duration::hours(k as i64)).to_rfc3339()),
+            })
+        };
         let pollutants: [(&str, Getter); 3] = [
             ("pm2_5", |h| h.pm2_5),
             ("pm10", |h| h.pm10),
@@ -187,10 +192,7 @@ impl FeatureSpec {
         ];
         for (name, get) in pollutants {
             for k in 0..self.lags {
-                let v = at(k).and_then(get).ok_or_else(|| Missing {
-                    what: format!("{name} at {}", (t - Duration::hours(k as i64)).to_rfc3339()),
-                })?;
-                x.push(v);
+                x.push(value(name, get, k)?);
             }
         }
         let window: Vec<f64> = (0..self.rolling_hours)
@@ -210,8 +212,14 @@ impl FeatureSpec {
         x.push(window.iter().sum::<f64>() / window.len() as f64);
         x.extend(calendar(t + Duration::hours(i64::from(hours))));
         if self.neighbours > 0 {
-            // Lags 0..=2 of PM2.5 and lag 0 of PM10 and NO2 exist: features() needs 6 lags.
-            let own = [x[0], x[1], x[2], x[self.lags], x[2 * self.lags]];
+            let [(pm2_5, p), (pm10, q), (no2, r)] = pollutants;
+            let own = [
+                value(pm2_5, p, 0)?,
+                value(pm2_5, p, 1)?,
+                value(pm2_5, p, 2)?,
+                value(pm10, q, 0)?,
+                value(no2, r, 0)?,
+            ];
             x.extend(neighbour_features(own, nb, t));
         }
         Ok(x)
@@ -318,6 +326,56 @@ impl Dataset {
     }
 }
 
+/// A possible row of a data set `hours` ahead: a sensor's hour `t` with a PM2.5, whose target
+/// hour `t + hours` has one too (its features may still be missing).
+pub struct Target<'a> {
+    pub sensor: &'a str,
+    pub series: &'a Series,
+    pub neighbours: &'a Neighbours<'a>,
+    pub t: DateTime<Utc>,
+    /// PM2.5 at the target hour, and at `t` (the persistence forecast).
+    pub y: f64,
+    pub last: f64,
+}
+
+/// Calls `row` for every [`Target`] `hours` ahead whose target hour is in `[from, to)`, sensor
+/// by sensor, in time order: the rows of [`build_dataset_ahead`], and of any scoring that
+/// builds its own features.
+pub fn each_target(
+    spec: &FeatureSpec,
+    net: &Network,
+    hours: u32,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    mut row: impl FnMut(Target),
+) {
+    let ahead = Duration::hours(i64::from(hours));
+    let shift = |t: DateTime<Utc>| {
+        t.checked_sub_signed(ahead)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    let (first, end) = (shift(from), shift(to));
+    if first >= end {
+        return;
+    }
+    for (sensor, series) in &net.series {
+        let neighbours = net.neighbours(spec, sensor);
+        for (&t, h) in series.range(first..end) {
+            let (Some(y), Some(last)) = (series.get(&(t + ahead)).and_then(|n| n.pm2_5), h.pm2_5)
+            else {
+                continue;
+            };
+            row(Target {
+                sensor,
+                series,
+                neighbours: &neighbours,
+                t,
+                y,
+                last,
+            });
+        }
+    }
+}
+
 /// Every sensor's hourly series and location: what the features of any sensor read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Network {
@@ -351,18 +409,18 @@ pub fn build_dataset(spec: &FeatureSpec, net: &Network) -> Dataset {
 /// As [`build_dataset`], for PM2.5 `hours` ahead.
 pub fn build_dataset_ahead(spec: &FeatureSpec, net: &Network, hours: u32) -> Dataset {
     let mut rows = Vec::new();
-    for (sensor, series) in &net.series {
-        let nb = net.neighbours(spec, sensor);
-        for (&t, h) in series {
-            let target = t + Duration::hours(i64::from(hours));
-            let (Some(y), Some(last)) = (series.get(&target).and_then(|n| n.pm2_5), h.pm2_5) else {
-                continue;
-            };
-            if let Ok(x) = spec.features_ahead(series, t, hours, &nb) {
-                rows.push((target, sensor.clone(), x, y, last));
-            }
+    let all = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+    each_target(spec, net, hours, all, |row| {
+        if let Ok(x) = spec.features_ahead(row.series, row.t, hours, row.neighbours) {
+            rows.push((
+                row.t + Duration::hours(i64::from(hours)),
+                row.sensor.to_owned(),
+                x,
+                row.y,
+                row.last,
+            ));
         }
-    }
+    });
     rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut d = Dataset::default();
     for (target, sensor, x, y, last) in rows {

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::cache::{Lookup, SeriesCache};
 use crate::config::Server;
-use crate::forecast::{Ahead, Forecast, InputReading, forecast, forecast_ahead, hourly};
+use crate::forecast::{Ahead, Forecast, InputReading, forecast, hourly};
 use crate::metrics::Metrics;
 use crate::record::Recorder;
 use crate::registry::{Current, Loaded};
@@ -377,13 +377,8 @@ fn one(
             .filter_map(|(id, w)| stored.get(id).map(|s| (*w, s.as_ref())))
             .collect(),
     };
-    let f = forecast(spec, &m.anchors, series, &nb).map_err(not_enough)?;
-    let horizons = match &r.horizons {
-        Some(hours) => {
-            Some(forecast_ahead(spec, &m.anchors, series, &nb, hours).map_err(not_enough)?)
-        }
-        None => None,
-    };
+    let asked = r.horizons.as_deref().unwrap_or_default();
+    let (f, ahead) = forecast(spec, &m.anchors, series, &nb, asked).map_err(not_enough)?;
     Ok(Prediction {
         sensor_id: r.sensor_id.clone(),
         forecast: f,
@@ -393,7 +388,7 @@ fn one(
             version: m.version.clone(),
             kind: m.artifact.name.clone(),
         },
-        horizons,
+        horizons: r.horizons.is_some().then_some(ahead),
     })
 }
 

@@ -128,53 +128,42 @@ fn last_hour(series: &Series) -> Result<DateTime<Utc>, Missing> {
         })
 }
 
-/// The next-hour forecast from the last hour of `series`.
+/// The next hour's forecast, and the forecast of each of `hours` ahead (each in
+/// `1..=anchors.max_hours()`, checked by the caller; another is skipped), from the last hour
+/// of `series`. Each trained horizon predicts once, however many hours it serves.
 pub fn forecast(
     spec: &FeatureSpec,
     anchors: &Anchors,
     series: &Series,
     nb: &Neighbours,
-) -> Result<Forecast, Missing> {
+    hours: &[u32],
+) -> Result<(Forecast, Vec<Ahead>), Missing> {
     let t = last_hour(series)?;
     let x = spec.features(series, t, nb)?;
-    Ok(at(anchors, t, 1, anchors.value(0, &x), x[0]))
-}
-
-/// The forecast of each of `hours` ahead (each in `1..=anchors.max_hours()`, checked by the
-/// caller; another is skipped) from the last hour of `series`.
-pub fn forecast_ahead(
-    spec: &FeatureSpec,
-    anchors: &Anchors,
-    series: &Series,
-    nb: &Neighbours,
-    hours: &[u32],
-) -> Result<Vec<Ahead>, Missing> {
-    let t = last_hour(series)?;
-    let last = series.get(&t).and_then(|h| h.pm2_5);
-    // Each trained horizon's forecast once, however many hours it serves.
+    // `pm2_5_lag0`, which the features need: the level the intervals scale with.
+    let last = x[0];
+    // Each trained horizon's forecast once computed; NaN before (a forecast is at least 0).
     let mut values = vec![f64::NAN; anchors.anchors.len()];
-    let mut done = vec![false; anchors.anchors.len()];
+    values[0] = anchors.value(0, &x);
+    let next = at(anchors, t, 1, values[0], last);
     let mut out = Vec::with_capacity(hours.len());
     for &h in hours {
         let Some(plan) = anchors.plan(h) else {
             continue;
         };
         for a in plan.uses() {
-            if !done[a] {
+            if values[a].is_nan() {
                 let x = spec.features_ahead(series, t, anchors.anchors[a].hours, nb)?;
                 values[a] = anchors.value(a, &x);
-                done[a] = true;
             }
         }
-        // The features needed the last hour's PM2.5: it is there.
-        let last = last.unwrap_or(f64::NAN);
         out.push(Ahead {
             hours: h,
             forecast: at(anchors, t, h, plan.value(&values), last),
             interpolated: matches!(plan, Plan::Between { .. }),
         });
     }
-    Ok(out)
+    Ok((next, out))
 }
 
 /// The forecast of `value` for `hours` after `t`, with that hour's interval and AQI.
@@ -251,7 +240,7 @@ mod tests {
             FeatureSpec::default(),
             Anchors::new(&Model::Persistence, &[], &[]),
         );
-        let f = forecast(&spec, &p, &hourly(&readings(30)), &Neighbours::none()).unwrap();
+        let (f, _) = forecast(&spec, &p, &hourly(&readings(30)), &Neighbours::none(), &[]).unwrap();
         assert_eq!(f.pm2_5, 68.5, "mean of the last hour's two readings");
         assert_eq!(
             f.forecast_for,
@@ -259,7 +248,8 @@ mod tests {
         );
         let aqi = f.us_aqi.unwrap();
         assert_eq!(aqi.category, "unhealthy");
-        let short = forecast(&spec, &p, &hourly(&readings(3)), &Neighbours::none()).unwrap_err();
+        let short =
+            forecast(&spec, &p, &hourly(&readings(3)), &Neighbours::none(), &[]).unwrap_err();
         assert!(short.what.starts_with("pm2_5 at"), "{}", short.what);
     }
 
@@ -288,15 +278,12 @@ mod tests {
         }];
         let anchors = Anchors::new(&Model::Persistence, &longer, &intervals);
         let series = hourly(&readings(30));
-        let out =
-            forecast_ahead(&spec, &anchors, &series, &Neighbours::none(), &[1, 3, 5, 9]).unwrap();
+        let (next, out) =
+            forecast(&spec, &anchors, &series, &Neighbours::none(), &[1, 3, 5, 9]).unwrap();
         let hours: Vec<u32> = out.iter().map(|a| a.hours).collect();
         assert_eq!(hours, [1, 3, 5], "9 is past the longest");
         let last = 68.5;
-        assert_eq!(
-            out[0].forecast,
-            forecast(&spec, &anchors, &series, &Neighbours::none()).unwrap()
-        );
+        assert_eq!(out[0].forecast, next, "1 h asked is the next hour");
         assert_eq!(out[0].forecast.pm2_5, last);
         assert_eq!(out[2].forecast.pm2_5, 20.0);
         assert!(out[1].interpolated && !out[2].interpolated);

@@ -48,7 +48,7 @@ impl Sink for ReadingSink {
     async fn publish(&self, readings: &[&ProcessedReading]) -> Result<(), SinkError> {
         // The batch's messages in one buffer (librdkafka copies each payload it queues): one
         // allocation a batch instead of one a message.
-        let mut payloads = Vec::with_capacity(readings.len() * 640);
+        let mut payloads = Vec::with_capacity(readings.len() * ProcessedReading::JSON_CAPACITY);
         let mut spans = Vec::with_capacity(readings.len());
         for r in readings {
             let start = payloads.len();

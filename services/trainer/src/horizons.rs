@@ -4,9 +4,9 @@
 //! validation window by models that did not see it ([`intervals`]), and is scored on the test
 //! rows as predict-api serves it ([`served_scores`]).
 
-use airq_features::{Dataset, FeatureSpec, Network, build_dataset_ahead};
+use airq_features::{Dataset, FeatureSpec, Network, build_dataset_ahead, each_target};
 use airq_model::horizon::Plan;
-use airq_model::{Anchors, Horizon, Interval, Model, Scores, scores};
+use airq_model::{Anchors, Artifact, Horizon, Interval, Model, Scores, scores};
 use chrono::{DateTime, Utc};
 
 use crate::config::TrainSettings;
@@ -37,15 +37,6 @@ pub struct HorizonFit {
     pub held_out: Model,
     pub train_rows: usize,
     pub train_seconds: f64,
-}
-
-impl HorizonFit {
-    pub fn horizon(&self) -> Horizon {
-        Horizon {
-            hours: self.hours,
-            model: self.model.clone(),
-        }
-    }
 }
 
 /// The chosen one-hour candidate `c`, then its kind refitted for each of `cfg.horizons`
@@ -98,65 +89,64 @@ pub fn horizons(
     Ok(out)
 }
 
-/// The served models of `fits`, without intervals, or their held-out twins.
-pub fn anchors(fits: &[HorizonFit], held_out: bool) -> Anchors {
-    let pick = |f: &HorizonFit| {
-        if held_out {
-            f.held_out.clone()
-        } else {
-            f.model.clone()
-        }
-    };
-    let longer: Vec<Horizon> = fits
-        .iter()
+/// The longer horizons of `fits` as an artifact lists them, each with the model `pick` takes.
+fn longer(fits: &[HorizonFit], pick: impl Fn(&HorizonFit) -> &Model) -> Vec<Horizon> {
+    fits.iter()
         .filter(|f| f.hours > 1)
         .map(|f| Horizon {
             hours: f.hours,
-            model: pick(f),
+            model: pick(f).clone(),
         })
-        .collect();
-    let one = fits.first().map_or(Model::Persistence, pick);
-    Anchors::new(&one, &longer, &[])
+        .collect()
+}
+
+/// The artifact of the one-hour candidate `c` and the longer horizons of `fits` (without
+/// intervals or locations).
+pub fn artifact(c: &Trained, spec: &FeatureSpec, fits: &[HorizonFit]) -> Artifact {
+    let mut a = Artifact::new(c.name, spec.clone(), c.model.clone());
+    a.horizons = longer(fits, |f| &f.model);
+    a
+}
+
+/// The held-out twins of `fits` laid out as predict-api serves them: what the intervals are
+/// calibrated on.
+pub fn held_out_anchors(fits: &[HorizonFit]) -> Anchors {
+    // Never empty: `horizons` starts with the one-hour model.
+    let one = fits
+        .first()
+        .map_or(Model::Persistence, |f| f.held_out.clone());
+    Anchors::new(&one, &longer(fits, |f| &f.held_out), &[])
 }
 
 /// The forecasts of `hours` ahead as predict-api serves them (a trained horizon's model, or
-/// the interpolation between the two around it) on the rows whose target is in `[from, to)`:
-/// (truth, forecast, the last hour's PM2.5) of each. The rows are those of
-/// `build_dataset_ahead` in that window, read straight from the series: only the window's
-/// hours get features, once per model they go to.
+/// the interpolation between the two around it) on the rows whose target is in `[from, to)`
+/// (`each_target`: only the window's hours get features, once per model they go to):
+/// (truth, forecast, the last hour's PM2.5) of each.
 fn served_rows(
     anchors: &Anchors,
     spec: &FeatureSpec,
     net: &Network,
     hours: u32,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    window: (DateTime<Utc>, DateTime<Utc>),
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (mut y, mut value, mut last) = (vec![], vec![], vec![]);
-    let Some(plan) = anchors.plan(hours).filter(|_| from < to) else {
+    let Some(plan) = anchors.plan(hours) else {
         return (y, value, last);
     };
-    let ahead = chrono::Duration::hours(i64::from(hours));
     let mut values = vec![f64::NAN; anchors.anchors.len()];
-    for (sensor, series) in &net.series {
-        let nb = net.neighbours(spec, sensor);
-        'rows: for (&t, h) in series.range(from - ahead..to - ahead) {
-            let (Some(truth), Some(now)) =
-                (series.get(&(t + ahead)).and_then(|n| n.pm2_5), h.pm2_5)
-            else {
-                continue;
+    each_target(spec, net, hours, window, |row| {
+        for a in plan.uses() {
+            // A row needs its features: the same history for every horizon.
+            let at = anchors.anchors[a].hours;
+            let Ok(x) = spec.features_ahead(row.series, row.t, at, row.neighbours) else {
+                return;
             };
-            for a in plan.uses() {
-                // A row needs its features: the same history for every horizon.
-                let Ok(x) = spec.features_ahead(series, t, anchors.anchors[a].hours, &nb) else {
-                    continue 'rows;
-                };
-                values[a] = anchors.value(a, &x);
-            }
-            y.push(truth);
-            value.push(plan.value(&values));
-            last.push(now);
+            values[a] = anchors.value(a, &x);
         }
-    }
+        y.push(row.y);
+        value.push(plan.value(&values));
+        last.push(row.last);
+    });
     (y, value, last)
 }
 
@@ -263,10 +253,11 @@ mod tests {
             "boosting never sees its window"
         );
         let window = (validation_start(&train, 2).unwrap(), from);
-        let calibrated = intervals(&anchors(&fits, true), &spec, &sensors, window, 0.8);
+        let calibrated = intervals(&held_out_anchors(&fits), &spec, &sensors, window, 0.8);
         assert_eq!(calibrated.len(), 6, "one per hour ahead");
-        let mut served = anchors(&fits, false);
-        served.intervals = calibrated;
+        let mut artifact = artifact(&gb, &spec, &fits);
+        artifact.intervals = calibrated;
+        let served = artifact.anchors();
         let scored = served_scores(&served, &spec, &sensors, from);
         assert_eq!(
             scored.iter().map(|s| s.hours).collect::<Vec<_>>(),

@@ -1,7 +1,7 @@
 //! `evaluate`: a candidate against production and persistence on data it never trained
 //! on; promotes it only if it beats both.
 
-use airq_features::{build_dataset, build_dataset_ahead};
+use airq_features::{Dataset, build_dataset, build_dataset_ahead};
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use mlflow_client::{Stage, metric, param};
@@ -47,30 +47,46 @@ impl Pipeline {
         if !staging.locations.is_empty() {
             net.locations = staging.locations.clone();
         }
-        let end = build_dataset(&staging.spec, &net)
-            .target
-            .last()
-            .copied()
-            .context("empty snapshot")?;
+        let one_hour = build_dataset(&staging.spec, &net);
+        let end = *one_hour.target.last().context("empty snapshot")?;
         let window_start =
             held_out_from.max(end - Duration::days(self.settings.evaluate.window_days));
+        let in_window = |t: DateTime<Utc>| t >= window_start;
         // Every horizon of the candidate on the same window of target hours.
         let mut table = Vec::new();
         for hours in staging.hours() {
-            let window =
-                build_dataset_ahead(&staging.spec, &net, hours).filter(|t| t >= window_start);
+            let window = match hours {
+                1 => one_hour.filter(in_window),
+                h => build_dataset_ahead(&staging.spec, &net, h).filter(in_window),
+            };
             anyhow::ensure!(
                 !window.is_empty(),
                 "no held-out data to evaluate version {staging_v} on at {hours} h (its test set starts {held_out_from}, the snapshot ends {end})"
             );
-            let rmse = |m: &airq_model::Model| train::evaluate(m, &window).overall.rmse;
-            let production = production
-                .as_ref()
-                .and_then(|(v, a)| a.model_for(hours).map(|m| (v.clone(), rmse(m))));
+            let rmse = |m: &airq_model::Model, d: &Dataset| train::evaluate(m, d).overall.rmse;
+            let production = production.as_ref().and_then(|(v, a)| {
+                let m = a.model_for(hours)?;
+                // Production reads its own features: the same vectors when its feature names
+                // begin staging's (a spec that only appends, as v2's neighbours did to v1),
+                // else its own rows of the window.
+                let r = if staging.feature_names.starts_with(&a.feature_names) {
+                    rmse(m, &window)
+                } else {
+                    let mut own = net.clone();
+                    own.locations = a.locations.clone();
+                    rmse(
+                        m,
+                        &build_dataset_ahead(&a.spec, &own, hours).filter(in_window),
+                    )
+                };
+                Some((v.clone(), r))
+            });
             table.push(Gate {
                 hours,
-                staging: staging.model_for(hours).map_or(f64::NAN, rmse),
-                persistence: rmse(&airq_model::Model::Persistence),
+                staging: staging
+                    .model_for(hours)
+                    .map_or(f64::NAN, |m| rmse(m, &window)),
+                persistence: rmse(&airq_model::Model::Persistence, &window),
                 production,
                 rows: window.len(),
             });

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use airq_features::{FeatureSpec, Network, build_dataset};
+use airq_features::{Dataset, FeatureSpec, Network, build_dataset};
 use airq_model::Artifact;
 use airq_model::tree::Binned;
 use anyhow::Context;
@@ -14,7 +14,7 @@ use mlflow_client::{Run, RunInfo, Stage, metric, param, tag};
 use super::{MODEL_FILE, Pipeline, STAGING};
 use crate::horizons::{self, HorizonFit};
 use crate::plot;
-use crate::train::{self, Trained, Trial};
+use crate::train::{self, Evaluation, Trained, Trial};
 
 impl Pipeline {
     /// `train`: every candidate on the newest validated snapshot; the best one (test RMSE)
@@ -73,26 +73,57 @@ impl Pipeline {
         candidates.push(train::boosting(&train_set, cfg, &|| b.inc(1)));
         b.finish();
 
-        let mut best: Option<(f64, RunInfo, &Trained)> = None;
-        for c in &candidates {
-            let (rmse, run) = self
-                .log_candidate(c, &spec, &snap, &train_set, &test_set, test_from)
-                .await?;
-            tracing::info!(
-                model = c.name,
-                rmse,
-                seconds = c.train_seconds,
-                "candidate trained"
-            );
-            if c.name != "persistence" && best.as_ref().is_none_or(|(r, _, _)| rmse < *r) {
-                best = Some((rmse, run, c));
-            }
-        }
-        let (rmse, run, c) = best.context("no candidate model")?;
+        // The winner (lowest test RMSE, persistence excluded, the first of equals) is known
+        // before anything is logged, so that its run gets its whole artifact once.
+        let tests: Vec<Evaluation> = candidates
+            .iter()
+            .map(|c| train::evaluate(&c.model, &test_set))
+            .collect();
+        let best = (0..candidates.len())
+            .filter(|&i| candidates[i].name != "persistence")
+            .min_by(|&a, &b| tests[a].overall.rmse.total_cmp(&tests[b].overall.rmse))
+            .context("no candidate model")?;
+        let c = &candidates[best];
         let fits = horizons::horizons(c, &spec, &net, &train_set, test_from, cfg)?;
         let validation_from = train::validation_start(&train_set, cfg.boosting.validation_days)
             .context("no validation window")?;
-        self.record_horizons(&run, c, &spec, &fits, &net, (validation_from, test_from))
+        let mut winner = horizons::artifact(c, &spec, &fits);
+        winner.locations = net.locations.clone();
+        winner.intervals = horizons::intervals(
+            &horizons::held_out_anchors(&fits),
+            &spec,
+            &net,
+            (validation_from, test_from),
+            cfg.interval_coverage,
+        );
+        let judged = Judged {
+            spec: &spec,
+            snap: &snap,
+            train_set: &train_set,
+            test_set: &test_set,
+            test_from,
+        };
+        let mut run = None;
+        for (i, (cand, test)) in candidates.iter().zip(&tests).enumerate() {
+            let artifact = if i == best {
+                winner.clone()
+            } else {
+                Artifact::new(cand.name, spec.clone(), cand.model.clone())
+            };
+            let logged = self.log_candidate(cand, &artifact, test, &judged).await?;
+            tracing::info!(
+                model = cand.name,
+                rmse = test.overall.rmse,
+                seconds = cand.train_seconds,
+                "candidate trained"
+            );
+            if i == best {
+                run = Some(logged);
+            }
+        }
+        let run = run.context("the winner was not logged")?;
+        let rmse = tests[best].overall.rmse;
+        self.record_horizons(&run, &winner, &fits, &net, test_from)
             .await?;
         let name = &self.settings.mlflow.model;
         self.mlflow
@@ -120,38 +151,18 @@ impl Pipeline {
         Ok(v.version)
     }
 
-    /// The winner's artifact again, with its longer horizons and the interval of each hour
-    /// ahead (calibrated on the validation window before `test_from`); on its run,
-    /// each served hour's scores on the test rows (`horizons.json`, metrics `test_rmse_h6`,
-    /// `interval_coverage_h6`, ...).
+    /// On the winner's run, each served hour's scores on the test rows (`horizons.json`,
+    /// metrics `test_rmse_h6`, `interval_coverage_h6`, ...).
     async fn record_horizons(
         &self,
         run: &RunInfo,
-        c: &Trained,
-        spec: &FeatureSpec,
+        artifact: &Artifact,
         fits: &[HorizonFit],
         net: &Network,
-        (validation_from, test_from): (DateTime<Utc>, DateTime<Utc>),
+        test_from: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        let mut artifact = Artifact::new(c.name, spec.clone(), c.model.clone());
-        artifact.locations = net.locations.clone();
-        artifact.horizons = fits
-            .iter()
-            .filter(|f| f.hours > 1)
-            .map(HorizonFit::horizon)
-            .collect();
-        artifact.intervals = horizons::intervals(
-            &horizons::anchors(fits, true),
-            spec,
-            net,
-            (validation_from, test_from),
-            self.settings.train.interval_coverage,
-        );
         let uri = &run.artifact_uri;
-        self.mlflow
-            .upload_artifact(uri, &format!("model/{MODEL_FILE}"), artifact.to_json())
-            .await?;
-        let served = horizons::served_scores(&artifact.anchors(), spec, net, test_from);
+        let served = horizons::served_scores(&artifact.anchors(), &artifact.spec, net, test_from);
         let trained = |h: u32| fits.iter().find(|f| f.hours == h);
         let table: Vec<serde_json::Value> = served
             .iter()
@@ -209,33 +220,30 @@ impl Pipeline {
         Ok(())
     }
 
+    /// One candidate's run with its artifact and its scores on the test rows (`test`).
     async fn log_candidate(
         &self,
         c: &Trained,
-        spec: &FeatureSpec,
-        snap: &Run,
-        train_set: &airq_features::Dataset,
-        test_set: &airq_features::Dataset,
-        test_from: DateTime<Utc>,
-    ) -> anyhow::Result<(f64, RunInfo)> {
+        artifact: &Artifact,
+        test: &Evaluation,
+        judged: &Judged<'_>,
+    ) -> anyhow::Result<RunInfo> {
         let run = self
             .start(
                 "train",
                 c.name,
                 &[
-                    ("airq.snapshot_run", snap.info.run_id.clone()),
+                    ("airq.snapshot_run", judged.snap.info.run_id.clone()),
                     ("airq.model", c.name.to_owned()),
                 ],
             )
             .await?;
-        let done = self
-            .record_candidate(&run, c, spec, train_set, test_set, test_from)
-            .await;
-        let rmse = self.close(&run, done).await?;
+        let done = self.record_candidate(&run, c, artifact, test, judged).await;
+        self.close(&run, done).await?;
         for (i, t) in c.trials.iter().enumerate() {
             self.log_trial(&run, c.name, i, t).await?;
         }
-        Ok((rmse, run))
+        Ok(run)
     }
 
     /// One trial of a candidate's search, a child run of the candidate's run.
@@ -270,17 +278,21 @@ impl Pipeline {
     }
 
     /// Logs one candidate in its run: params, metrics, the model, its importances, plots.
-    /// Returns its test RMSE.
     async fn record_candidate(
         &self,
         run: &RunInfo,
         c: &Trained,
-        spec: &FeatureSpec,
-        train_set: &airq_features::Dataset,
-        test_set: &airq_features::Dataset,
-        test_from: DateTime<Utc>,
-    ) -> anyhow::Result<f64> {
-        let test = train::evaluate(&c.model, test_set);
+        artifact: &Artifact,
+        test: &Evaluation,
+        judged: &Judged<'_>,
+    ) -> anyhow::Result<()> {
+        let Judged {
+            spec,
+            train_set,
+            test_set,
+            test_from,
+            ..
+        } = *judged;
         let fit = train::evaluate(&c.model, train_set);
         let mut params: Vec<_> = c.params.iter().map(|(k, v)| param(k, v)).collect();
         params.extend([
@@ -307,7 +319,6 @@ impl Pipeline {
         self.mlflow
             .log_batch(&run.run_id, &metrics, &params, &[])
             .await?;
-        let artifact = Artifact::new(c.name, spec.clone(), c.model.clone());
         let uri = &run.artifact_uri;
         self.mlflow
             .upload_artifact(uri, &format!("model/{MODEL_FILE}"), artifact.to_json())
@@ -345,13 +356,22 @@ impl Pipeline {
                 plot::scatter(&residuals, false)?,
             )
             .await?;
-        Ok(test.overall.rmse)
+        Ok(())
     }
+}
+
+/// The data a candidate is judged on, for its run.
+struct Judged<'a> {
+    spec: &'a FeatureSpec,
+    snap: &'a Run,
+    train_set: &'a Dataset,
+    test_set: &'a Dataset,
+    test_from: DateTime<Utc>,
 }
 
 /// The feature matrix with target, time and sensor, for comparisons outside this program
 /// (bench/forecast_refs.py).
-fn features_csv(spec: &FeatureSpec, d: &airq_features::Dataset) -> anyhow::Result<Vec<u8>> {
+fn features_csv(spec: &FeatureSpec, d: &Dataset) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = spec.names();
     header.extend(["y", "target", "sensor"].map(str::to_owned));
