@@ -99,3 +99,20 @@ def test_docker_mounts_are_checked_before_a_container_starts():
     for bad in ("../shared/data:/data/beijing", "/srv/x:/data/x:rx", "/srv/x"):
         with pytest.raises(ValueError, match="AIRQ_DOCKER_MOUNTS"):
             docker_mounts(bad)
+
+
+def test_the_catalog_lineage_names_every_task_that_moves_data(dagbag):
+    """The data catalog (``airq-catalog json``, docs/catalog.md) lists exactly the DAGs' tasks
+    that read or write a dataset: a task added, renamed or removed fails here until the
+    catalog says what it reads and writes."""
+    import json
+    import subprocess
+
+    from airq_platform import BIN
+
+    out = subprocess.run([str(BIN / "airq-catalog"), "json"], check=True, capture_output=True,
+                         text=True, timeout=60).stdout
+    lineage = {p["name"] for p in json.loads(out)["lineage"] if p["kind"] == "dag_task"}
+    tasks = {f"{d.dag_id}.{t.task_id}" for d in dagbag.dags.values() for t in d.tasks}
+    control = {"airq_backfill.plan", "airq_backfill.retrain_asked"}
+    assert lineage == tasks - control

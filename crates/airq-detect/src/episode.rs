@@ -5,9 +5,13 @@
 
 use airq_domain::Pollutant;
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+/// What kind of anomaly.
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
     /// Rules carried from the cleaner's quality flags.
@@ -61,7 +65,10 @@ impl AnomalyKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+/// How urgent it is.
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -79,7 +86,8 @@ impl Severity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// `open` when the episode opens, `closed` once, when it ends (final span and points).
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Open,
@@ -96,24 +104,42 @@ impl Status {
 }
 
 /// One anomaly, as published to `anomalies` and upserted into the `anomalies` table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AnomalyEvent {
+    /// Version of this message's schema.
     pub schema_version: u32,
+    /// FNV-1a 64 of (sensor, pollutant, kind, start), 16 hex digits: a redelivered reading
+    /// gives the same id.
+    #[schemars(regex(pattern = r"^[0-9a-f]{16}$"))]
     pub id: String,
+    /// The sensor's id.
     pub sensor_id: String,
+    /// The pollutant concerned; `null` for sensor-level kinds (`silence`).
     pub pollutant: Option<Pollutant>,
     pub kind: AnomalyKind,
+    /// The detector that raised it (`qc_rule`, `robust_z`, `ewma`, `page_hinkley`,
+    /// `silence`, `spatial`).
     pub detector: String,
     pub status: Status,
+    /// The first point of the episode, UTC.
     #[serde(with = "airq_domain::reading::rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub start: DateTime<Utc>,
+    /// The last point of the episode so far, UTC.
     #[serde(with = "airq_domain::reading::rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub end: DateTime<Utc>,
+    /// Firing points in the episode.
     pub points: u32,
+    /// How far from normal, in the detector's unit (robust sigmas, EWMA sigmas, Page-Hinkley
+    /// statistic over its threshold, gap over the usual interval; 1 for rules).
     pub score: f64,
     pub severity: Severity,
+    /// ug/m3 (seconds for a silence) at the worst point.
     pub observed: Option<f64>,
+    /// What was expected there, same unit.
     pub expected: Option<f64>,
+    /// One sentence a person can act on.
     pub explanation: String,
 }
 

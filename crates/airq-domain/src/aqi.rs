@@ -6,6 +6,7 @@
 //!   1 ppb = 1.88 ug/m3 at 25 degC and 1 atm). Above the top breakpoint the index is 500.
 //! - European Air Quality Index, EEA 2024 revision: six bands from Good to Extremely poor.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::reading::{Measurements, Pollutant};
@@ -43,7 +44,9 @@ const NO2_PPB: [Breakpoint; 6] = [
 ];
 
 /// US AQI category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AqiCategory {
     Good,
@@ -104,10 +107,12 @@ pub fn sub_index(p: Pollutant, ugm3: f64) -> Option<u16> {
 }
 
 /// The overall US AQI: the highest sub-index, with its pollutant.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UsAqi {
+    /// The index, 0-500.
     pub aqi: u16,
     pub category: AqiCategory,
+    /// The pollutant whose sub-index is the highest.
     pub dominant: Pollutant,
 }
 
@@ -129,7 +134,9 @@ pub fn us_aqi(concentrations: &Measurements) -> Option<UsAqi> {
 }
 
 /// European Air Quality Index band (EEA, 2024 revision).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EaqiBand {
     Good = 1,

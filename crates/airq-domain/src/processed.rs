@@ -1,6 +1,7 @@
 //! The enriched message published to `processed_data` (schema v1, `docs/schemas.md`).
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::aqi::{EaqiBand, UsAqi};
@@ -11,14 +12,16 @@ use crate::reading::{Location, Measurements};
 pub const PROCESSED_SCHEMA_VERSION: u32 = 1;
 
 /// NowCast concentrations, ug/m3.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NowCast {
+    /// PM2.5 NowCast, ug/m3.
     pub pm2_5: Option<f64>,
+    /// PM10 NowCast, ug/m3.
     pub pm10: Option<f64>,
 }
 
 /// Metrics computed from the sensor's recent history, up to and including this reading.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Metrics {
     /// Mean of valid values over the hour ending at this reading.
     pub mean_1h: Measurements,
@@ -30,18 +33,23 @@ pub struct Metrics {
 }
 
 /// A cleaned, flagged and enriched reading.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProcessedReading {
+    /// Version of this message's schema (1).
     pub schema_version: u32,
+    /// The sensor's id.
     pub sensor_id: String,
+    /// When the reading was taken, UTC.
     #[serde(with = "crate::reading::rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub timestamp: DateTime<Utc>,
     pub location: Location,
     /// Values as received.
     pub raw: Measurements,
     /// Values after cleaning: invalid values are `null`.
     pub clean: Measurements,
-    /// Bitmask of every flag raised (see [`crate::qc::Flag`]).
+    /// Bitmask of every flag raised: 1 `negative`, 2 `out_of_range`, 4 `pm25_above_pm10`,
+    /// 8 `flatline`, 16 `spike`, 32 `duplicate`, 64 `late`, 128 `missing`.
     pub flags: Flags,
     /// The flags with the pollutant they concern.
     pub flag_details: Vec<FlagEntry>,

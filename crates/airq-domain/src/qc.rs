@@ -7,12 +7,14 @@
 //! A duplicate (same sensor and timestamp) is flagged and not stored twice; a late
 //! (out-of-order) reading is flagged and stored, but does not move the sensor's state.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::reading::Pollutant;
 
-/// One quality flag. The numeric value is its bit in [`Flags`] (and in the database).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One quality flag. The numeric value is its bit in `flags` (and in the database:
+/// `quality_flags`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Flag {
     Negative = 1,
@@ -52,7 +54,7 @@ impl Flag {
 }
 
 /// A set of flags, stored as a bitmask.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Flags(pub u32);
 
@@ -75,9 +77,10 @@ impl Flags {
 }
 
 /// A flag raised on one pollutant of a reading (`pollutant` is `None` for reading-level flags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FlagEntry {
     pub flag: Flag,
+    /// The pollutant it concerns; absent for a reading-level flag.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pollutant: Option<Pollutant>,
 }

@@ -1,10 +1,13 @@
 //! The reading a sensor publishes to `raw_data` (schema v1, see `docs/schemas.md`).
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The pollutants airq measures, in ug/m3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Pollutant {
     #[serde(rename = "pm2_5")]
@@ -33,9 +36,13 @@ impl Pollutant {
 }
 
 /// Geographic position in WGS84 degrees.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Location {
+    /// Latitude, degrees north.
+    #[schemars(range(min = -90.0, max = 90.0))]
     pub lat: f64,
+    /// Longitude, degrees east.
+    #[schemars(range(min = -180.0, max = 180.0))]
     pub lon: f64,
 }
 
@@ -53,11 +60,15 @@ impl Location {
     }
 }
 
-/// Concentrations in ug/m3; `None` means the sensor sent no value (e.g. `NA` in replay).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// Concentrations in ug/m3; a value absent or null means the sensor sent none (e.g. `NA` in
+/// replay). A reading needs at least one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Measurements {
+    /// PM2.5, ug/m3.
     pub pm2_5: Option<f64>,
+    /// PM10, ug/m3.
     pub pm10: Option<f64>,
+    /// NO2, ug/m3.
     pub no2: Option<f64>,
 }
 
@@ -80,10 +91,14 @@ impl Measurements {
 }
 
 /// A decoded and validated sensor reading (the `raw_data` message).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Reading {
+    /// The sensor's id; also the message key.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_.:-]+$"))]
     pub sensor_id: String,
+    /// When the reading was taken, RFC 3339 (any offset; normalised to UTC).
     #[serde(with = "rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub timestamp: DateTime<Utc>,
     pub location: Location,
     pub measurements: Measurements,

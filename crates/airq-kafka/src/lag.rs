@@ -72,6 +72,8 @@ pub fn group_offsets(
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
+        // Tansu on PostgreSQL 15 fails ListOffsets under read_committed (docs/tansu.md).
+        .set("isolation.level", "read_uncommitted")
         .create()?;
     partition_offsets(&consumer, topic, timeout)
 }

@@ -403,6 +403,25 @@ impl MlflowClient {
         Ok(r.model_version)
     }
 
+    /// Every version of the registered model `name` (up to `max_results`), newest first.
+    pub async fn search_model_versions(
+        &self,
+        name: &str,
+        max_results: u32,
+    ) -> Result<Vec<ModelVersion>, MlflowError> {
+        let filter = format!("name='{}'", name.replace('\'', "\\'"));
+        let max = max_results.to_string();
+        let r: ModelVersionsPage = self
+            .get(
+                "model-versions/search",
+                &[("filter", filter.as_str()), ("max_results", max.as_str())],
+            )
+            .await?;
+        let mut versions = r.model_versions;
+        versions.sort_by_key(|v| std::cmp::Reverse(v.version.parse::<u64>().unwrap_or(0)));
+        Ok(versions)
+    }
+
     pub async fn set_alias(
         &self,
         name: &str,

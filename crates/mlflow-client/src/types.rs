@@ -164,6 +164,12 @@ pub(crate) struct RunInfoEnvelope {
 }
 
 #[derive(Deserialize)]
+pub(crate) struct ModelVersionsPage {
+    #[serde(default)]
+    pub model_versions: Vec<ModelVersion>,
+}
+
+#[derive(Deserialize)]
 pub(crate) struct RunsPage {
     #[serde(default)]
     pub runs: Vec<Run>,

@@ -22,6 +22,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use crate::cache::{Lookup, SeriesCache};
+use crate::catalog::CatalogSource;
 use crate::config::Server;
 use crate::forecast::{Ahead, Forecast, InputReading, forecast, hourly};
 use crate::metrics::Metrics;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub recorder: Option<Arc<Recorder>>,
     /// Each sensor's stored series, for `series_cache_ms` after it was read.
     pub series: SeriesCache,
+    /// Where `GET /catalog` reads the freshness (none: 404).
+    pub catalog: Option<Arc<CatalogSource>>,
 }
 
 impl AppState {
@@ -53,7 +56,13 @@ impl AppState {
             limits,
             permits,
             recorder: None,
+            catalog: None,
         }
+    }
+
+    pub fn with_catalog(mut self, catalog: Arc<CatalogSource>) -> Self {
+        self.catalog = Some(catalog);
+        self
     }
 
     pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
@@ -78,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(predictions)
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
+        .route("/catalog", get(catalog))
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
@@ -87,6 +97,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The data catalog with its freshness, read now.
+async fn catalog(State(state): State<Arc<AppState>>) -> Response {
+    match &state.catalog {
+        Some(source) => Json(source.read(&state.pool).await).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "detail": "this server has no catalog source" })),
+        )
+            .into_response(),
+    }
 }
 
 // ---- requests and responses ----

@@ -10,6 +10,17 @@ pub struct Settings {
     pub database: airq_store::DatabaseSettings,
     pub mlflow: Mlflow,
     pub forecasts: Forecasts,
+    pub catalog: CatalogSettings,
+}
+
+/// Where `GET /catalog` reads the topics' freshness.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSettings {
+    pub brokers: String,
+    /// Longest wait for the broker, per topic.
+    pub timeout_ms: u64,
+    pub topics: airq_kafka::Topics,
 }
 
 #[derive(Debug, Clone, Deserialize)]

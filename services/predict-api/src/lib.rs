@@ -6,10 +6,12 @@
 //! - [`api`]: routes, validation (422 with field and reason), errors, metrics;
 //! - [`cache`]: each sensor's stored series, reused for a second;
 //! - [`openapi`]: `/openapi.json` and the `/docs` page;
-//! - [`record`]: served forecasts into the `forecasts` table, off the request path.
+//! - [`record`]: served forecasts into the `forecasts` table, off the request path;
+//! - [`catalog`]: `GET /catalog`, the data catalog with its freshness read live.
 
 pub mod api;
 pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod forecast;
 pub mod metrics;
@@ -45,6 +47,11 @@ pub async fn serve(
     {
         tracing::warn!(error = %e, "no model at start; /ready answers 503 until one is loaded");
     }
+    let catalog = catalog::CatalogSource {
+        settings: settings.catalog.clone(),
+        mlflow: client.clone(),
+        model: settings.mlflow.model.clone(),
+    };
     let poller = tokio::spawn(registry::poll(
         client,
         settings.mlflow.model.clone(),
@@ -53,7 +60,8 @@ pub async fn serve(
         Duration::from_secs(settings.mlflow.poll_secs.max(1)),
         shutdown.clone(),
     ));
-    let mut state = api::AppState::new(pool.clone(), current, settings.server.clone());
+    let mut state = api::AppState::new(pool.clone(), current, settings.server.clone())
+        .with_catalog(Arc::new(catalog));
     let mut writer = None;
     if settings.forecasts.record {
         let (recorder, task) = record::Recorder::spawn(pool, settings.forecasts.queue);

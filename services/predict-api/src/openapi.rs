@@ -58,6 +58,7 @@ pub fn spec() -> Value {
             }},
             "/health": { "get": { "summary": "Liveness", "responses": { "200": { "description": "the process is up" } } } },
             "/ready": { "get": { "summary": "Readiness: a model is loaded", "responses": { "200": { "description": "ready" }, "503": { "description": "no model yet" } } } },
+            "/catalog": { "get": { "summary": "The data catalog: every topic (with its JSON Schema), table, model and archive, the lineage, and their freshness and volume read now (docs/catalog.md)", "responses": { "200": { "description": "the catalog; a source that cannot be read has an `error` in its freshness entry" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
         },
         "components": { "schemas": {

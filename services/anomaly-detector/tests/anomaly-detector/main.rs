@@ -193,8 +193,85 @@ async fn anomalies_land_exactly_once_also_across_a_kill_and_restart() {
 
     assert_rows(&rows, &expected_rows);
     assert_topic_holds(&published, &expected_events);
+    assert_messages_match_the_catalog(&msgs, &processed, &published);
     pool.close().await;
     cleanup(&topics, &db).await;
+}
+
+/// Every message the pipeline carried matches its topic's JSON Schema in the data catalog
+/// (generated from the Rust types): each reading the cleaner accepted, each processed
+/// reading and each anomaly event. A raw message of the wrong shape, which the cleaner
+/// dead-letters, fails it too.
+fn assert_messages_match_the_catalog(
+    raw: &[airq_sim::sim::Outgoing],
+    processed: &[Received],
+    anomalies: &[Received],
+) {
+    let catalog = airq_catalog::Catalog::platform();
+    let validator = |topic: &str| {
+        let schema = catalog
+            .topic(topic)
+            .and_then(|t| t.schema.as_ref())
+            .unwrap();
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(schema)
+            .unwrap()
+    };
+    let check = |topic: &str, payloads: &mut dyn Iterator<Item = &[u8]>| {
+        let v = validator(topic);
+        let mut n = 0;
+        for p in payloads {
+            let json: serde_json::Value = serde_json::from_slice(p).unwrap();
+            let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
+            assert!(
+                errors.is_empty(),
+                "{topic}: {json} does not match its schema: {errors:?}"
+            );
+            n += 1;
+        }
+        n
+    };
+    let v = airq_domain::validate::ValidationConfig::default();
+    let now = chrono::Utc::now();
+    let (accepted, refused): (Vec<_>, Vec<_>) = raw
+        .iter()
+        .partition(|m| airq_domain::validate::decode(&m.payload, now, &v).is_ok());
+    let n = check(
+        "raw_data",
+        &mut accepted.iter().map(|m| m.payload.as_slice()),
+    );
+    assert!(n > 10_000, "{n} raw readings checked");
+    let raw_schema = validator("raw_data");
+    let wrong_shape = refused
+        .iter()
+        .filter(|m| {
+            matches!(
+                airq_domain::validate::decode(&m.payload, now, &v).map_err(|e| e.reason.as_str()),
+                Err("missing_field" | "invalid_type" | "invalid_sensor_id" | "invalid_location")
+            )
+        })
+        .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok())
+        .collect::<Vec<_>>();
+    assert!(
+        !wrong_shape.is_empty(),
+        "the stream had messages of the wrong shape"
+    );
+    for m in &wrong_shape {
+        assert!(
+            !raw_schema.is_valid(m),
+            "{m} was refused but matches the schema"
+        );
+    }
+    check(
+        "processed_data",
+        &mut processed.iter().map(|m| m.payload.as_slice()),
+    );
+    let n = check(
+        "anomalies",
+        &mut anomalies.iter().map(|m| m.payload.as_slice()),
+    );
+    assert!(n > 20, "{n} anomaly events checked");
 }
 
 /// `backtest` over the raw messages, in the order the sensors sent them: every event it

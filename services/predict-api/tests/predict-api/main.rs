@@ -589,3 +589,104 @@ async fn a_sensors_series_is_read_once_per_series_cache_ms() {
     srv.task.await.unwrap().unwrap();
     drop_database(&db, pool).await;
 }
+
+#[tokio::test]
+async fn the_catalog_describes_every_dataset_with_its_freshness() {
+    let (db, pool) = database().await;
+    let c = MlflowClient::new(&mlflow_url()).unwrap();
+    let name = format!("catalog-{}", uuid::Uuid::new_v4().simple());
+    let version = publish(&c, &name, "persistence", Model::Persistence).await;
+    // raw_data is a topic of this test holding 2 messages; the others do not exist.
+    let brokers = std::env::var("AIRQ_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let raw = format!("catalog_raw_{}", uuid::Uuid::new_v4().simple());
+    airq_kafka::admin::ensure_topics(&brokers, &[&raw], 2)
+        .await
+        .unwrap();
+    let producer = airq_kafka::client::producer(&brokers, 0).unwrap();
+    for key in ["S1", "S2"] {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&raw)
+                    .key(key)
+                    .payload("{}"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let srv = start_with(&db, &name, |s| {
+        s.catalog.brokers = brokers.clone();
+        s.catalog.topics.raw = raw.clone();
+        s.catalog.topics.processed = format!("{raw}_absent");
+    })
+    .await;
+    let r = reqwest::get(format!("{}/catalog", srv.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cat: Value = r.json().await.unwrap();
+
+    // The static part: schemas from the Rust types, the tables, the lineage.
+    let raw_topic = &cat["topics"][0];
+    assert_eq!(raw_topic["name"], "raw_data");
+    assert_eq!(raw_topic["key"], "sensor_id");
+    assert_eq!(
+        raw_topic["schema"]["properties"]["timestamp"]["format"],
+        "date-time"
+    );
+    let tables: Vec<&str> = cat["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(tables.contains(&"readings") && tables.contains(&"forecast_errors"));
+    assert!(
+        cat["lineage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "airq_daily.train" && p["runs"] == "trainer train")
+    );
+
+    // The live part.
+    let fresh = &cat["freshness"];
+    let topic = &fresh["topics"][0];
+    assert_eq!(
+        (topic["topic"].as_str(), topic["messages"].as_i64()),
+        (Some(raw.as_str()), Some(2)),
+        "{topic}"
+    );
+    assert!(topic["last_message_at"].is_string(), "{topic}");
+    let absent = &fresh["topics"][1];
+    assert!(
+        absent["error"].as_str().unwrap().contains("does not exist"),
+        "{absent}"
+    );
+    let readings = fresh["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "readings")
+        .unwrap();
+    assert_eq!(readings["rows_estimate"], 2 * 2 * 24 * 3, "{readings}");
+    assert_eq!(
+        readings["latest"], "2025-05-02T23:40:00+00:00",
+        "{readings}"
+    );
+    let model = &fresh["models"][0];
+    assert_eq!(model["name"], name.as_str());
+    assert_eq!(model["aliases"]["production"], version.as_str(), "{model}");
+    assert_eq!(model["versions"].as_array().unwrap().len(), 1, "{model}");
+
+    srv.stop.cancel();
+    srv.task.await.unwrap().unwrap();
+    drop_database(&db, pool).await;
+    let storage = std::env::var("AIRQ_KAFKA_STORAGE").unwrap_or_default();
+    if storage.starts_with("postgres")
+        && let Ok(tansu) = PgPool::connect(&storage).await
+    {
+        let _ = sqlx::query("DELETE FROM topic WHERE name = $1")
+            .bind(&raw)
+            .execute(&tansu)
+            .await;
+    }
+}
