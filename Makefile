@@ -15,6 +15,7 @@ help:
 	@echo "make replay   replay the Beijing data set into the running platform"
 	@echo "make airflow  Airflow 3 UI + scheduler with the airq DAGs (foreground)"
 	@echo "make train    run the ML pipeline on the last 7 days of readings (TRAIN_FROM=, TRAIN_TO=)"
+	@echo "make demo     prepare and check the 20-minute demo on the running platform (docs/demo.md)"
 	@echo "make catalog regenerate docs/catalog.md (the data catalog; a test fails when it is stale)"
 	@echo "make bench    the replay, platform, memory, latency, training and predict benchmarks (docs/benchmarks.md)"
 
@@ -40,6 +41,10 @@ test: stack
 	@# The DAGs, the compose stack and the Grafana dashboards (pytest, in Airflow's virtualenv)
 	@# with the binaries the Rust tests built.
 	@$(ENV) && AIRQ_BIN_DIR=$(CURDIR)/target/debug "$$(dirname "$$AIRQ_AIRFLOW")/python" -m pytest -q -p no:cacheprovider airflow/tests tests/deploy
+
+# Prepares the 20-minute demo on the running platform (`make run` first) and prints its steps.
+demo: build
+	scripts/demo.sh
 
 # The data catalog's page, generated from the code (crates/airq-catalog).
 catalog:

@@ -13,7 +13,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${AIRQ_STATE_DIR:-$ROOT/.stack}
 BIN=${AIRQ_BIN_DIR:-$ROOT/target/release}
 mkdir -p "$STATE/run" "$STATE/logs"
+# The stack's environment, under whatever the caller set already (another database, topics).
+caller=$(export -p | grep -E '^declare -x AIRQ' || true)
 eval "$("$ROOT/scripts/stack.sh" env)"
+eval "$caller"
 
 # instance name, binary and arguments of each service, in start order
 instances() {
