@@ -17,18 +17,28 @@ pub struct Process {
     pub writes: &'static [&'static str],
 }
 
-const fn service(
+const fn process(
+    kind: &'static str,
     name: &'static str,
+    runs: Option<&'static str>,
     reads: &'static [&'static str],
     writes: &'static [&'static str],
 ) -> Process {
     Process {
         name,
-        kind: "service",
-        runs: None,
+        kind,
+        runs,
         reads,
         writes,
     }
+}
+
+const fn service(
+    name: &'static str,
+    reads: &'static [&'static str],
+    writes: &'static [&'static str],
+) -> Process {
+    process("service", name, None, reads, writes)
 }
 
 const fn command(
@@ -36,13 +46,7 @@ const fn command(
     reads: &'static [&'static str],
     writes: &'static [&'static str],
 ) -> Process {
-    Process {
-        name,
-        kind: "command",
-        runs: None,
-        reads,
-        writes,
-    }
+    process("command", name, None, reads, writes)
 }
 
 const fn task(
@@ -51,13 +55,7 @@ const fn task(
     reads: &'static [&'static str],
     writes: &'static [&'static str],
 ) -> Process {
-    Process {
-        name,
-        kind: "dag_task",
-        runs: Some(runs),
-        reads,
-        writes,
-    }
+    process("dag_task", name, Some(runs), reads, writes)
 }
 
 const MODEL: &str = "model:airq-pm25-1h";
