@@ -38,7 +38,7 @@ pub struct TopicState {
 pub struct TableState {
     pub name: String,
     /// PostgreSQL's estimate (`pg_class.reltuples`); counted when the table was never
-    /// analysed.
+    /// analysed; none for a view.
     pub rows_estimate: Option<i64>,
     /// The newest value of the table's time column, as text (a timestamp or a date).
     pub latest: Option<String>,
@@ -85,19 +85,24 @@ pub async fn tables(pool: &PgPool, tables: &[Table]) -> Vec<TableState> {
 }
 
 async fn table_state(pool: &PgPool, t: &Table) -> Result<TableState, sqlx::Error> {
-    let estimate: Option<f32> =
-        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)")
-            .bind(t.name)
-            .fetch_optional(pool)
-            .await?;
-    // Views have no statistics (0); a table never analysed has -1: count it.
-    let rows_estimate = match estimate {
-        Some(e) if e >= 0.0 && t.kind == "table" => Some(e as i64),
-        _ => Some(
-            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {}", t.name))
-                .fetch_one(pool)
-                .await?,
-        ),
+    // A view has no rows of its own (counting one would run it): no estimate. A table never
+    // analysed has -1: it is counted.
+    let rows_estimate = if t.kind == "view" {
+        None
+    } else {
+        let estimate: Option<f32> =
+            sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)")
+                .bind(t.name)
+                .fetch_optional(pool)
+                .await?;
+        match estimate {
+            Some(e) if e >= 0.0 => Some(e as i64),
+            _ => Some(
+                sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {}", t.name))
+                    .fetch_one(pool)
+                    .await?,
+            ),
+        }
     };
     let latest = match t.time_column {
         Some(col) => {
@@ -135,43 +140,56 @@ fn latest_query(table: &str, key: &[&str], col: &str) -> String {
 }
 
 /// Each topic's message count and newest message. `names`: (catalog name, topic on this
-/// deployment). Blocking: reads the brokers with a client of its own that joins no group.
+/// deployment). Blocking: reads the brokers with a client of its own that joins no group;
+/// the newest messages of every topic are fetched at once.
 pub fn topics(brokers: &str, names: &[(&str, &str)], timeout: Duration) -> Vec<TopicState> {
-    let consumer: Result<BaseConsumer, _> = ClientConfig::new()
+    let mut states: Vec<TopicState> = names
+        .iter()
+        .map(|(name, topic)| TopicState {
+            name: (*name).to_owned(),
+            topic: (*topic).to_owned(),
+            ..TopicState::default()
+        })
+        .collect();
+    let consumer: BaseConsumer = match ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "airq-catalog")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // One fetch answers as soon as it has the newest messages, not after 500 ms.
+        .set("fetch.wait.max.ms", "10")
         // Tansu on PostgreSQL 15 fails ListOffsets under read_committed (docs/tansu.md); no
         // producer of ours is transactional, so both levels read the same messages.
         .set("isolation.level", "read_uncommitted")
-        .create();
-    names
-        .iter()
-        .map(|(name, topic)| {
-            let mut state = TopicState {
-                name: (*name).to_owned(),
-                topic: (*topic).to_owned(),
-                ..TopicState::default()
-            };
-            let read = consumer
-                .as_ref()
-                .map_err(|e| e.to_string())
-                .and_then(|c| topic_state(c, topic, timeout, &mut state));
-            if let Err(e) = read {
-                state.error = Some(e);
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            for s in &mut states {
+                s.error = Some(e.to_string());
             }
-            state
-        })
-        .collect()
+            return states;
+        }
+    };
+    let mut newest = TopicPartitionList::new();
+    for s in &mut states {
+        if let Err(e) = watermarks(&consumer, s, timeout, &mut newest) {
+            s.error = Some(e);
+        }
+    }
+    read_newest(&consumer, &newest, timeout, &mut states);
+    states
 }
 
-fn topic_state(
+/// The partitions and message count of `state`'s topic; adds the offset of each partition's
+/// newest message to `newest`.
+fn watermarks(
     c: &BaseConsumer,
-    topic: &str,
-    timeout: Duration,
     state: &mut TopicState,
+    timeout: Duration,
+    newest: &mut TopicPartitionList,
 ) -> Result<(), String> {
+    let topic = state.topic.as_str();
     let meta = c
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| e.to_string())?;
@@ -185,45 +203,63 @@ fn topic_state(
         return Err(format!("topic {topic} does not exist"));
     }
     state.partitions = partitions.len();
-    // The newest message of each partition that holds one.
-    let mut last = TopicPartitionList::new();
     for &p in &partitions {
         let (low, high) = c
             .fetch_watermarks(topic, p, timeout)
             .map_err(|e| e.to_string())?;
         state.messages += (high - low).max(0);
         if high > low {
-            last.add_partition_offset(topic, p, Offset::Offset(high - 1))
+            newest
+                .add_partition_offset(topic, p, Offset::Offset(high - 1))
                 .map_err(|e| e.to_string())?;
         }
     }
-    let mut waiting = last.count();
-    if waiting == 0 {
-        return Ok(());
+    Ok(())
+}
+
+/// Reads the message at each offset of `newest` and keeps, per topic, the newest timestamp.
+fn read_newest(
+    c: &BaseConsumer,
+    newest: &TopicPartitionList,
+    timeout: Duration,
+    states: &mut [TopicState],
+) {
+    let mut waiting: BTreeMap<(String, i32), ()> = newest
+        .elements()
+        .iter()
+        .map(|e| ((e.topic().to_owned(), e.partition()), ()))
+        .collect();
+    if waiting.is_empty() {
+        return;
     }
-    c.assign(&last).map_err(|e| e.to_string())?;
+    if let Err(e) = c.assign(newest) {
+        for s in states.iter_mut() {
+            s.error.get_or_insert_with(|| e.to_string());
+        }
+        return;
+    }
     let deadline = std::time::Instant::now() + timeout;
-    while waiting > 0 && std::time::Instant::now() < deadline {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                waiting -= 1;
-                let at = m
-                    .timestamp()
-                    .to_millis()
-                    .and_then(DateTime::<Utc>::from_timestamp_millis);
-                state.last_message_at = state.last_message_at.max(at);
-            }
-            Some(Err(e)) => return Err(e.to_string()),
-            None => {}
+    while !waiting.is_empty() && std::time::Instant::now() < deadline {
+        let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        waiting.remove(&(m.topic().to_owned(), m.partition()));
+        let at = m
+            .timestamp()
+            .to_millis()
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        if let Some(s) = states.iter_mut().find(|s| s.topic == m.topic()) {
+            s.last_message_at = s.last_message_at.max(at);
         }
     }
     let _ = c.unassign();
-    if waiting > 0 {
-        return Err(format!(
-            "the newest message of {waiting} partition(s) did not arrive in {timeout:?}"
-        ));
+    for ((topic, partition), ()) in waiting {
+        if let Some(s) = states.iter_mut().find(|s| s.topic == topic) {
+            s.error.get_or_insert_with(|| {
+                format!("the newest message of partition {partition} did not arrive in {timeout:?}")
+            });
+        }
     }
-    Ok(())
 }
 
 /// Each registered model's versions and aliases, and its production version's metrics.
