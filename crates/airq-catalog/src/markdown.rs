@@ -85,7 +85,7 @@ fn topics(out: &mut String, c: &Catalog) {
                     row.meaning
                 );
             }
-            let pretty = serde_json::to_string_pretty(schema).unwrap_or_default();
+            let pretty = serde_json::to_string_pretty(&canonical(schema)).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "\n<details><summary>JSON Schema</summary>\n\n```json\n{pretty}\n```\n\n</details>\n"
@@ -183,6 +183,23 @@ fn archive(out: &mut String, c: &Catalog) {
     field_table(out, &["field", "type", "meaning"], &a.fields, true);
 }
 
+/// `v` with every object's keys in sorted order, however serde_json orders maps in this build.
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
 /// One row of a schema's field table.
 #[derive(Debug, PartialEq)]
 pub struct SchemaField {
@@ -231,6 +248,10 @@ fn walk(root: &Value, schema: &Value, prefix: &str, out: &mut Vec<SchemaField>) 
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
+    // Sorted: whether serde_json keeps insertion order depends on the features the whole
+    // build enables (bson turns `preserve_order` on), and the page must not.
+    let mut props: Vec<(&String, &Value)> = props.iter().collect();
+    props.sort_by(|a, b| a.0.cmp(b.0));
     for (name, prop) in props {
         let path = format!("{prefix}{name}");
         let (inner, nullable) = non_null(root, prop);
@@ -328,6 +349,15 @@ fn type_of(root: &Value, s: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_is_printed_with_sorted_keys_whatever_the_map_order() {
+        let v: Value = serde_json::from_str(r#"{"b":{"z":1,"a":[{"y":2,"x":3}]},"a":0}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&canonical(&v)).unwrap(),
+            r#"{"a":0,"b":{"a":[{"x":3,"y":2}],"z":1}}"#
+        );
+    }
 
     #[test]
     fn nested_and_nullable_fields_are_flattened_with_their_types() {
