@@ -47,7 +47,8 @@ curl -fsS "$API/health" >/dev/null || fail "predict-api does not answer at $API:
 echo "PostgreSQL, MLflow and predict-api answer; $(sql "SELECT count(*) FROM readings") readings stored"
 
 step "2. The Beijing data, $FROM to $TO"
-stored=$(sql "SELECT count(*) FROM readings WHERE sensor_id LIKE 'bj\\_%' AND ts >= '$FROM' AND ts < '$TO'")
+beijing_stored() { sql "SELECT count(*) FROM readings WHERE sensor_id LIKE 'bj\\_%' AND ts >= '$FROM' AND ts < '$TO'"; }
+stored=$(beijing_stored)
 if [ "$stored" -gt 0 ]; then
   echo "already stored: $stored readings (delete them to replay again)"
 else
@@ -55,7 +56,7 @@ else
   echo "published: $summary"
   "$BIN/stream-cleaner" landed --summary "$summary" --timeout-secs "${AIRQ_DEMO_LANDED_SECS:-900}" \
     || fail "the replay did not land in PostgreSQL (is stream-cleaner running? \`make status\`)"
-  echo "stored: $(sql "SELECT count(*) FROM readings WHERE sensor_id LIKE 'bj\\_%' AND ts >= '$FROM' AND ts < '$TO'") readings"
+  echo "stored: $(beijing_stored) readings"
 fi
 
 step "3. A model in production"
@@ -88,15 +89,15 @@ echo "$forecast" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert "
   || fail "/predict did not forecast $STATION"
 
 step "5. A fault injected into $SENSOR, and its alert"
-before=$(sql "SELECT count(*) FROM anomalies WHERE sensor_id = '$SENSOR' AND observed >= 900")
+sent_at=$(sql "SELECT now()")
 now=$(date -u -d '+3 seconds' +%FT%TZ)
 printf '%s\n' "{\"sensor_id\":\"$SENSOR\",\"timestamp\":\"$now\",\"location\":{\"lat\":48.8566,\"lon\":2.3522},\"measurements\":{\"pm2_5\":900,\"pm10\":950,\"no2\":40}}" \
   | "$BIN/sensor-sim" send
 alert=""
 for _ in $(seq 1 "${AIRQ_DEMO_ALERT_SECS:-90}"); do
-  alert=$(sql "SELECT kind || ': ' || explanation FROM anomalies WHERE sensor_id = '$SENSOR' AND observed >= 900 ORDER BY detected_at DESC LIMIT 1")
-  [ "$(sql "SELECT count(*) FROM anomalies WHERE sensor_id = '$SENSOR' AND observed >= 900")" -gt "$before" ] && break
-  alert=""
+  alert=$(sql "SELECT kind || ': ' || explanation FROM anomalies WHERE sensor_id = '$SENSOR' \
+               AND observed >= 900 AND updated_at >= '$sent_at' ORDER BY updated_at LIMIT 1")
+  [ -n "$alert" ] && break
   sleep 1
 done
 [ -n "$alert" ] || fail "no alert for $SENSOR's 900 ug/m3 reading (is the live fleet of sensor-sim and anomaly-detector running? \`make status\`)"

@@ -39,14 +39,29 @@ pub struct Field {
 #[derive(Debug, Clone, Serialize)]
 pub struct Table {
     pub name: &'static str,
-    /// `table` or `view`.
-    pub kind: &'static str,
+    pub kind: TableKind,
     pub about: &'static str,
     /// The primary key (empty for a view).
     pub key: &'static [&'static str],
     /// The column freshness is read from: the newest value is the newest data.
     pub time_column: Option<&'static str>,
     pub columns: Vec<Field>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    Table,
+    View,
+}
+
+impl TableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Table => "table",
+            TableKind::View => "view",
+        }
+    }
 }
 
 /// A model in the MLflow registry.
@@ -230,7 +245,7 @@ pub fn tables() -> Vec<Table> {
     vec![
         Table {
             name: "readings",
-            kind: "table",
+            kind: TableKind::Table,
             about: "One row per reading, cleaned and enriched; first write wins, so a \
                     redelivery changes nothing.",
             key: &["sensor_id", "ts"],
@@ -239,7 +254,7 @@ pub fn tables() -> Vec<Table> {
         },
         Table {
             name: "readings_flagged",
-            kind: "view",
+            kind: TableKind::View,
             about: "readings with the names of their flags.",
             key: &[],
             time_column: None,
@@ -247,7 +262,7 @@ pub fn tables() -> Vec<Table> {
         },
         Table {
             name: "quality_flags",
-            kind: "table",
+            kind: TableKind::Table,
             about: "The quality flags' bits and names.",
             key: &["bit"],
             time_column: None,
@@ -258,7 +273,7 @@ pub fn tables() -> Vec<Table> {
         },
         Table {
             name: "daily_sensor_stats",
-            kind: "table",
+            kind: TableKind::Table,
             about: "Per sensor and UTC day: coverage, means and maxima. Recomputed \
                     idempotently by `stream-cleaner daily`.",
             key: &["sensor_id", "day"],
@@ -282,7 +297,7 @@ pub fn tables() -> Vec<Table> {
         },
         Table {
             name: "daily_quality",
-            kind: "table",
+            kind: TableKind::Table,
             about: "Per sensor of the fleet (seen in the 7 days up to the day's end, so a \
                     silent sensor shows with coverage 0) and UTC day: the data-quality \
                     summary. Recomputed idempotently by `stream-cleaner daily`.",
@@ -307,7 +322,7 @@ pub fn tables() -> Vec<Table> {
         },
         Table {
             name: "anomalies",
-            kind: "table",
+            kind: TableKind::Table,
             about: "One row per anomaly episode (the `anomalies` message), upserted: an open \
                     row follows its later events, a closed row is final.",
             key: &["id"],
@@ -338,7 +353,7 @@ pub fn tables() -> Vec<Table> {
         },
         Table {
             name: "pollution_episodes",
-            kind: "table",
+            kind: TableKind::Table,
             about: "Bad air the network saw (never a sensor fault): one row per episode, \
                     inserted when it opens, final when it closes.",
             key: &["id"],
@@ -366,7 +381,7 @@ pub fn tables() -> Vec<Table> {
         },
         Table {
             name: "forecasts",
-            kind: "table",
+            kind: TableKind::Table,
             about: "Every forecast predict-api served, one row per horizon (first answer \
                     kept), written off the request path.",
             key: &[
@@ -381,7 +396,7 @@ pub fn tables() -> Vec<Table> {
         },
         Table {
             name: "forecast_errors",
-            kind: "view",
+            kind: TableKind::View,
             about: "Each forecast against what was then measured: the Model dashboard.",
             key: &[],
             time_column: None,

@@ -13,8 +13,8 @@ pub mod markdown;
 
 use serde::Serialize;
 
-pub use datasets::{Archive, Field, Model, Table, Topic};
-pub use lineage::Process;
+pub use datasets::{Archive, Field, Model, Table, TableKind, Topic};
+pub use lineage::{Process, ProcessKind};
 
 /// Everything the platform stores, and who reads and writes it.
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +102,7 @@ mod tests {
             let view = c
                 .tables
                 .iter()
-                .any(|t| t.kind == "view" && id == &format!("table:{}", t.name));
+                .any(|t| t.kind == TableKind::View && id == &format!("table:{}", t.name));
             assert!(
                 view || c.lineage.iter().any(|p| p.writes.contains(&id.as_str())),
                 "nothing writes {id}"

@@ -9,16 +9,24 @@ use serde::Serialize;
 pub struct Process {
     /// `sensor-sim simulate`, or `airq_daily.daily_batch` for a DAG task.
     pub name: &'static str,
-    /// `service` (long-running), `command` (runs and exits) or `dag_task`.
-    pub kind: &'static str,
+    pub kind: ProcessKind,
     /// For a DAG task: the command it runs.
     pub runs: Option<&'static str>,
     pub reads: &'static [&'static str],
     pub writes: &'static [&'static str],
 }
 
+/// What runs: a long-running service, a command that runs and exits, or an Airflow task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessKind {
+    Service,
+    Command,
+    DagTask,
+}
+
 const fn process(
-    kind: &'static str,
+    kind: ProcessKind,
     name: &'static str,
     runs: Option<&'static str>,
     reads: &'static [&'static str],
@@ -38,7 +46,7 @@ const fn service(
     reads: &'static [&'static str],
     writes: &'static [&'static str],
 ) -> Process {
-    process("service", name, None, reads, writes)
+    process(ProcessKind::Service, name, None, reads, writes)
 }
 
 const fn command(
@@ -46,7 +54,7 @@ const fn command(
     reads: &'static [&'static str],
     writes: &'static [&'static str],
 ) -> Process {
-    process("command", name, None, reads, writes)
+    process(ProcessKind::Command, name, None, reads, writes)
 }
 
 const fn task(
@@ -55,7 +63,7 @@ const fn task(
     reads: &'static [&'static str],
     writes: &'static [&'static str],
 ) -> Process {
-    process("dag_task", name, Some(runs), reads, writes)
+    process(ProcessKind::DagTask, name, Some(runs), reads, writes)
 }
 
 const MODEL: &str = "model:airq-pm25-1h";
@@ -195,7 +203,7 @@ pub fn mermaid(processes: &[Process]) -> String {
     let mut out = String::from("flowchart LR\n");
     let mut datasets: Vec<&str> = processes
         .iter()
-        .filter(|p| p.kind != "dag_task")
+        .filter(|p| p.kind != ProcessKind::DagTask)
         .flat_map(|p| p.reads.iter().chain(p.writes))
         .copied()
         .collect();
@@ -204,7 +212,7 @@ pub fn mermaid(processes: &[Process]) -> String {
     for d in &datasets {
         out.push_str(&format!("  {}([\"{d}\"])\n", node_id(d)));
     }
-    for p in processes.iter().filter(|p| p.kind != "dag_task") {
+    for p in processes.iter().filter(|p| p.kind != ProcessKind::DagTask) {
         let id = node_id(p.name);
         out.push_str(&format!("  {id}[\"{}\"]\n", p.name));
         for r in p.reads {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mlflow_client::MlflowClient;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -87,7 +86,7 @@ pub async fn tables(pool: &PgPool, tables: &[Table]) -> Vec<TableState> {
 async fn table_state(pool: &PgPool, t: &Table) -> Result<TableState, sqlx::Error> {
     // A view has no rows of its own (counting one would run it): no estimate. A table never
     // analysed has -1: it is counted.
-    let rows_estimate = if t.kind == "view" {
+    let rows_estimate = if t.kind == crate::TableKind::View {
         None
     } else {
         let estimate: Option<f32> =
@@ -151,18 +150,7 @@ pub fn topics(brokers: &str, names: &[(&str, &str)], timeout: Duration) -> Vec<T
             ..TopicState::default()
         })
         .collect();
-    let consumer: BaseConsumer = match ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "airq-catalog")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        // One fetch answers as soon as it has the newest messages, not after 500 ms.
-        .set("fetch.wait.max.ms", "10")
-        // Tansu on PostgreSQL 15 fails ListOffsets under read_committed (docs/tansu.md); no
-        // producer of ours is transactional, so both levels read the same messages.
-        .set("isolation.level", "read_uncommitted")
-        .create()
-    {
+    let consumer = match airq_kafka::client::observer(brokers, "airq-catalog") {
         Ok(c) => c,
         Err(e) => {
             for s in &mut states {

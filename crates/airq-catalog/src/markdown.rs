@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use crate::lineage::ProcessKind;
 use crate::{Catalog, Field};
 
 pub fn render(c: &Catalog) -> String {
@@ -34,7 +35,7 @@ fn lineage(out: &mut String, c: &Catalog) {
     out.push_str("```\n\n");
     out.push_str("Airflow tasks and what they run (`airflow/dags/`):\n\n");
     out.push_str("| task | runs | reads | writes |\n|---|---|---|---|\n");
-    for p in c.lineage.iter().filter(|p| p.kind == "dag_task") {
+    for p in c.lineage.iter().filter(|p| p.kind == ProcessKind::DagTask) {
         let _ = writeln!(
             out,
             "| `{}` | `{}` | {} | {} |",
@@ -99,7 +100,7 @@ fn who(c: &Catalog, id: &str, writes: bool) -> String {
     let names: Vec<String> = c
         .lineage
         .iter()
-        .filter(|p| p.kind != "dag_task")
+        .filter(|p| p.kind != ProcessKind::DagTask)
         .filter(|p| {
             let side = if writes { p.writes } else { p.reads };
             side.contains(&id)
@@ -129,7 +130,13 @@ fn field_table(out: &mut String, head: &[&str], fields: &[Field], typed: bool) {
 fn tables(out: &mut String, c: &Catalog) {
     out.push_str("## PostgreSQL tables and views\n\n");
     for t in &c.tables {
-        let _ = writeln!(out, "### `{}` ({})\n\n{}\n", t.name, t.kind, t.about);
+        let _ = writeln!(
+            out,
+            "### `{}` ({})\n\n{}\n",
+            t.name,
+            t.kind.as_str(),
+            t.about
+        );
         if !t.key.is_empty() {
             let _ = writeln!(out, "- key: `({})`", t.key.join(", "));
         }

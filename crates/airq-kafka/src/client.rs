@@ -1,7 +1,7 @@
 //! Client builders with the settings every airq service relies on.
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 
 use crate::KafkaError;
@@ -19,6 +19,23 @@ fn with_overrides(mut cfg: ClientConfig) -> ClientConfig {
         }
     }
     cfg
+}
+
+/// A client that reads without taking part: it joins no group and commits nothing, and is
+/// given its partitions with `assign` (offsets, watermarks, a message at a known offset). For
+/// watching a group's progress (`lag`) or the topics' freshness (the catalog). `group_id` is
+/// the group whose committed offsets it may read.
+pub fn observer(brokers: &str, group_id: &str) -> Result<BaseConsumer, KafkaError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        // Tansu on PostgreSQL 15 fails ListOffsets under read_committed, as for `consumer`.
+        .set("isolation.level", "read_uncommitted")
+        // A fetch answers as soon as it has data, not after librdkafka's 500 ms.
+        .set("fetch.wait.max.ms", "10");
+    with_overrides(cfg).create().map_err(KafkaError::Config)
 }
 
 /// An idempotent producer: acks from all in-sync replicas, no duplicates on retry,

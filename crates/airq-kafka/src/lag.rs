@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -61,21 +60,15 @@ pub fn partition_offsets<C: Consumer>(
 }
 
 /// [`partition_offsets`] of `group` on `topic`, through a client of its own that does not
-/// join the group.
+/// join the group ([`crate::client::observer`]).
 pub fn group_offsets(
     brokers: &str,
     group: &str,
     topic: &str,
     timeout: Duration,
-) -> Result<Vec<PartitionOffsets>, KafkaError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        // Tansu on PostgreSQL 15 fails ListOffsets under read_committed (docs/tansu.md).
-        .set("isolation.level", "read_uncommitted")
-        .create()?;
-    partition_offsets(&consumer, topic, timeout)
+) -> Result<Vec<PartitionOffsets>, crate::KafkaError> {
+    let consumer = crate::client::observer(brokers, group)?;
+    partition_offsets(&consumer, topic, timeout).map_err(crate::KafkaError::Transient)
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ async fn the_tables_are_exactly_what_the_migrations_create() {
                 .iter()
                 .map(|c| (c.name.to_owned(), c.ty.to_owned()))
                 .collect();
-            (t.name.to_owned(), (t.kind.to_owned(), cols))
+            (t.name.to_owned(), (t.kind.as_str().to_owned(), cols))
         })
         .collect();
     assert_eq!(
