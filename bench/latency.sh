@@ -3,8 +3,11 @@
 #   latency example (simulated faulty stream, paced) -> raw_data -> stream-cleaner ->
 #   processed_data -> anomaly-detector -> anomalies -> latency example.
 # Fresh topics and a fresh database on the stack's PostgreSQL. The broker is a second Tansu on
-# memory storage (a single pass, no resume: see docs/tansu.md); AIRQ_BENCH_STORAGE=sqlite uses
-# the stack's durable Tansu instead. Usage: bench/latency.sh [RATE] [SECONDS]
+# memory storage (a single pass, no resume: see docs/tansu.md); AIRQ_BENCH_STORAGE=stack uses
+# the stack's durable Tansu (PostgreSQL storage) instead.
+# The stream is live (readings stamped with the wall clock, AIRQ_BENCH_SENSORS sensors, each
+# time step sent at its time); AIRQ_BENCH_LATENCY_MODE=backlog sends 2025's minutes instead.
+# Usage: bench/latency.sh [RATE] [SECONDS]
 # Writes bench/results/latency-<date>.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +35,9 @@ DB=${AIRQ_TEST_PG_URL%/*}/airq_$ID
 psql "$AIRQ_TEST_PG_URL" -qc "CREATE DATABASE airq_$ID"
 export AIRQ__DATABASE__URL=$DB AIRQ__KAFKA__TOPICS__RAW=raw_$ID AIRQ__KAFKA__TOPICS__PROCESSED=processed_$ID \
   AIRQ__KAFKA__TOPICS__ANOMALIES=anomalies_$ID AIRQ__KAFKA__TOPICS__DEAD_LETTER=dlq_$ID \
-  AIRQ__CLEANER__GROUP_ID=cleaner_$ID AIRQ__DETECTOR__GROUP_ID=detector_$ID RUST_LOG=${RUST_LOG:-warn}
+  AIRQ__CLEANER__GROUP_ID=cleaner_$ID AIRQ__DETECTOR__GROUP_ID=detector_$ID
+# The services' counters (their own latency, the ticks' wait) are logged at info.
+export RUST_LOG=${RUST_LOG:-warn,airq_kafka::runtime=info,anomaly_detector::processor=info}
 # Latency over throughput: the cleaner flushes a batch after 5 ms instead of 100 ms and its
 # producer lingers 2 ms instead of 20.
 AIRQ__CLEANER__BATCH_TIMEOUT_MS=${AIRQ_BENCH_CLEANER_TIMEOUT_MS:-5} \
@@ -48,9 +53,20 @@ cleanup() {
 trap cleanup EXIT
 sleep 5 # both join their groups
 
+MODE=${AIRQ_BENCH_LATENCY_MODE:-live}
+SENSORS=${AIRQ_BENCH_SENSORS:-$([ "$MODE" = live ] && echo 1000 || echo 100)}
 RESULT=$("$BIN/examples/latency" --brokers "$BROKERS" --raw-topic "raw_$ID" --anomalies-topic "anomalies_$ID" --processed-topic "processed_$ID" \
-  --rate "$RATE" --seconds "$SECONDS_")
+  --rate "$RATE" --seconds "$SECONDS_" --sensors "$SENSORS" $([ "$MODE" = live ] && echo --live))
+# Stopped, each service logs its counters over the whole run.
+kill $PIDS 2>/dev/null || true
+wait $PIDS 2>/dev/null || true
+last() { grep -h "$1" "$2" | tail -1 | grep -o "$3=[^=]*ms" || true; }
 {
-  echo "# bench/latency.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, Tansu $STORAGE storage"
+  echo "# bench/latency.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, Tansu $STORAGE storage, $MODE stream of $SENSORS sensors"
   echo "$RESULT"
+  echo "raw_data hop, sent -> the cleaner's receipt: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" hop_latency)"
+  echo "processed_data hop, sent -> the detector's receipt: $(last 'consumer counters' "$STATE/bench/latency-detector.log" hop_latency)"
+  echo "stream-cleaner, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" service_latency)"
+  echo "anomaly-detector, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-detector.log" service_latency)"
+  echo "anomaly-detector, a reading's wait for its tick: $(last 'detector counters' "$STATE/bench/latency-detector.log" tick_wait)"
 } | tee -a "$OUT/latency-$(date -u +%Y-%m-%d).txt"

@@ -10,7 +10,7 @@ use chrono::{DateTime, Timelike, Utc};
 use crate::config::DetectorConfig;
 use crate::episode::{AnomalyEvent, AnomalyKind, Episode, Firing, Severity, Status};
 use crate::pollution::{PollutionEpisode, Regions};
-use crate::spatial::{Context, Neighbourhood, SpatialConfig, log_ratio, pm_ratio};
+use crate::spatial::{Context, Dense, Neighbourhood, SpatialConfig, log_ratio, pm_ratio};
 use crate::stats::{Ewma, HourProfile, PageHinkley, RobustWindow};
 
 #[derive(Debug, Clone)]
@@ -170,7 +170,19 @@ impl Detector {
                 .collect();
             fresh.into_iter().for_each(|r| self.neighbours.update(r));
         }
-        readings.into_iter().map(|r| self.step(r)).collect()
+        // The neighbourhood is fixed while the tick is judged: a dense fleet's context is
+        // sorted once per timestamp instead of once per reading.
+        let mut dense: Option<Dense> = None;
+        readings
+            .into_iter()
+            .map(|r| {
+                if self.cfg.spatial.enabled && dense.as_ref().is_none_or(|d| d.ts() != r.timestamp)
+                {
+                    dense = self.neighbours.dense(r.timestamp, &self.cfg.spatial);
+                }
+                self.step_in(r, dense.as_ref())
+            })
+            .collect()
     }
 
     /// Whether `r` says nothing new: flagged a duplicate or late by the cleaner, or not
@@ -189,6 +201,11 @@ impl Detector {
 
     /// Processes one reading; returns the events and every detector's score for it.
     pub fn step(&mut self, r: &ProcessedReading) -> Step {
+        self.step_in(r, None)
+    }
+
+    /// [`Detector::step`], with the dense fleet's context of its timestamp if there is one.
+    fn step_in(&mut self, r: &ProcessedReading, dense: Option<&Dense>) -> Step {
         let mut step = Step::default();
         if self.is_stale(r) {
             return step;
@@ -239,7 +256,7 @@ impl Detector {
         let sp = &cfg.spatial;
         let ctx = sp.enabled.then(|| {
             self.neighbours
-                .context(&r.sensor_id, r.location, r.timestamp, sp)
+                .context_in(dense, &r.sensor_id, r.location, r.timestamp, sp)
         });
         // Each value against its neighbours first: the flag rules below use the verdict.
         if let Some(c) = ctx.as_ref() {

@@ -123,6 +123,78 @@ pub struct Context {
     pub pm_ratio: Option<f64>,
 }
 
+/// A lat/lon box.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    south: f64,
+    north: f64,
+    west: f64,
+    east: f64,
+}
+
+impl Bounds {
+    fn corner(&self, north: bool, east: bool) -> Location {
+        Location {
+            lat: if north { self.north } else { self.south },
+            lon: if east { self.east } else { self.west },
+        }
+    }
+
+    fn contains(&self, l: Location) -> bool {
+        (self.south..=self.north).contains(&l.lat) && (self.west..=self.east).contains(&l.lon)
+    }
+}
+
+/// The fresh sensors of one timestamp, all within the radius of one another: their values
+/// sorted once, so that each reading's context (all of them but its own) is a lookup.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    ts: DateTime<Utc>,
+    bounds: Bounds,
+    count: usize,
+    sorted: [Vec<f64>; 3],
+    ratios: Vec<f64>,
+}
+
+impl Dense {
+    pub fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+
+    /// The context of a reading whose sensor's own fresh values (if it has some) are `own`:
+    /// the same as [`Neighbourhood::context`] computes from the other sensors one by one.
+    fn context(&self, own: Option<&Measurements>, cfg: &SpatialConfig) -> Context {
+        let count = self.count - usize::from(own.is_some());
+        let mut ctx = Context {
+            count,
+            // Fewer than `min_neighbours` within the radius: the fleet, the same sensors.
+            fleet_wide: count < cfg.min_neighbours,
+            ..Context::default()
+        };
+        for p in Pollutant::ALL {
+            let x = own.and_then(|m| m.get(p));
+            ctx.median[p.index()] = median_without(&self.sorted[p.index()], x);
+        }
+        ctx.pm_ratio = median_without(&self.ratios, own.and_then(pm_ratio));
+        ctx
+    }
+}
+
+/// The median of sorted values with one instance of `x` (one of them) left out.
+fn median_without(sorted: &[f64], x: Option<f64>) -> Option<f64> {
+    let skip = x.map(|x| sorted.partition_point(|v| v.total_cmp(&x).is_lt()));
+    let n = sorted.len() - usize::from(skip.is_some());
+    let at = |k: usize| match skip {
+        Some(i) if k >= i => sorted[k + 1],
+        _ => sorted[k],
+    };
+    match n {
+        0 => None,
+        n if n % 2 == 1 => Some(at(n / 2)),
+        n => Some((at(n / 2 - 1) + at(n / 2)) / 2.0),
+    }
+}
+
 /// The latest clean values of every sensor the detector has seen.
 #[derive(Debug, Clone, Default)]
 pub struct Neighbourhood {
@@ -198,6 +270,67 @@ impl Neighbourhood {
         let mut ratios: Vec<f64> = chosen.iter().filter_map(|l| pm_ratio(&l.clean)).collect();
         ctx.pm_ratio = median(&mut ratios);
         ctx
+    }
+
+    /// The fresh sensors at `ts` when they are all within `radius_km` of one another (a
+    /// city's fleet): then every reading's neighbours are all of them but itself, and
+    /// [`Dense::context`] answers each from the same sorted values. `None` otherwise.
+    pub fn dense(&self, ts: DateTime<Utc>, cfg: &SpatialConfig) -> Option<Dense> {
+        let fresh: Vec<&Latest> = self.fresh("", ts, cfg).collect();
+        let first = fresh.first()?;
+        let mut b = Bounds {
+            south: first.location.lat,
+            north: first.location.lat,
+            west: first.location.lon,
+            east: first.location.lon,
+        };
+        for l in &fresh {
+            b.south = b.south.min(l.location.lat);
+            b.north = b.north.max(l.location.lat);
+            b.west = b.west.min(l.location.lon);
+            b.east = b.east.max(l.location.lon);
+        }
+        // Any two points of a small box are at most its longer diagonal apart; a margin
+        // covers the rounding of the haversine.
+        let sw_ne = distance_km(b.corner(false, false), b.corner(true, true));
+        let nw_se = distance_km(b.corner(true, false), b.corner(false, true));
+        if sw_ne.max(nw_se) * 1.001 > cfg.radius_km || b.east - b.west > 90.0 {
+            return None;
+        }
+        let mut d = Dense {
+            ts,
+            bounds: b,
+            count: fresh.len(),
+            sorted: Default::default(),
+            ratios: fresh.iter().filter_map(|l| pm_ratio(&l.clean)).collect(),
+        };
+        for p in Pollutant::ALL {
+            d.sorted[p.index()] = fresh.iter().filter_map(|l| l.clean.get(p)).collect();
+            d.sorted[p.index()].sort_by(f64::total_cmp);
+        }
+        d.ratios.sort_by(f64::total_cmp);
+        Some(d)
+    }
+
+    /// [`Neighbourhood::context`], from `dense` when it applies to this reading.
+    pub fn context_in(
+        &self,
+        dense: Option<&Dense>,
+        sensor: &str,
+        location: Location,
+        ts: DateTime<Utc>,
+        cfg: &SpatialConfig,
+    ) -> Context {
+        match dense {
+            Some(d) if d.ts == ts && d.bounds.contains(location) => {
+                let own = self
+                    .latest
+                    .get(sensor)
+                    .filter(|l| (ts - l.ts).num_seconds().abs() <= cfg.fresh_secs);
+                d.context(own.map(|l| &l.clean), cfg)
+            }
+            _ => self.context(sensor, location, ts, cfg),
+        }
     }
 
     /// Of `sensors`, how many are fresh at `ts`, and which of those are at or above `aqi`.
@@ -287,16 +420,26 @@ pub fn distance_km(a: Location, b: Location) -> f64 {
     2.0 * 6371.0 * h.sqrt().min(1.0).asin()
 }
 
+/// The median (the mean of the two middle values of an even count), by selection: O(n),
+/// where a sort was O(n log n) for each reading's neighbours (the detector's hottest path
+/// in a dense fleet, where every sensor is every other's neighbour).
 fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
-    v.sort_by(f64::total_cmp);
     let n = v.len();
+    let (below, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let upper = *mid;
     Some(if n % 2 == 1 {
-        v[n / 2]
+        upper
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        // The largest of the lower half is the other middle value.
+        let lower = below
+            .iter()
+            .copied()
+            .max_by(f64::total_cmp)
+            .unwrap_or(upper);
+        (lower + upper) / 2.0
     })
 }
 
@@ -326,6 +469,82 @@ mod tests {
     fn medians_of_odd_and_even_counts() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&mut [5.0]), Some(5.0));
+        assert_eq!(median(&mut [5.0, 5.0, 1.0, 9.0]), Some(5.0));
         assert_eq!(median(&mut []), None);
+        // The same as the median of the sorted values, on many random sets.
+        let mut x: u64 = 7;
+        for n in 1..200 {
+            let mut v: Vec<f64> = (0..n)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((x >> 33) % 50) as f64 / 4.0
+                })
+                .collect();
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            let exact = if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+            };
+            assert_eq!(
+                median(&mut v).map(f64::to_bits),
+                Some(exact.to_bits()),
+                "n {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dense_fleet_gives_each_reading_the_context_it_gets_one_by_one() {
+        use airq_domain::sensor::Cleaner;
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        let cfg = SpatialConfig::default();
+        let mut x: u64 = 11;
+        let mut rnd = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as f64 / (1u64 << 31) as f64
+        };
+        // (spread in degrees, sensors): a city (dense), tiny fleets, a country (not dense).
+        for (spread, fleet) in [(0.1, 80), (0.1, 3), (0.1, 1), (3.0, 40)] {
+            let mut hood = Neighbourhood::default();
+            let mut readings = Vec::new();
+            for i in 0..fleet {
+                let v: [f64; 3] = std::array::from_fn(|_| (rnd() * 60.0).round() / 2.0 + 1.0);
+                let location = at(
+                    48.85 + spread * (rnd() - 0.5),
+                    2.35 + spread * (rnd() - 0.5),
+                );
+                let r = Cleaner::default().process(airq_domain::Reading {
+                    sensor_id: format!("s{i:03}"),
+                    // Every seventh is stale (older than fresh_secs): no one's neighbour.
+                    timestamp: t0 - chrono::Duration::hours(if i % 7 == 3 { 3 } else { 0 }),
+                    location,
+                    measurements: Measurements {
+                        pm2_5: (i % 5 != 1).then_some(v[0]),
+                        pm10: (i % 4 != 2).then_some(v[1]),
+                        no2: (i % 3 != 0).then_some(v[2]),
+                    },
+                });
+                hood.update(&r);
+                readings.push(r);
+            }
+            let dense = hood.dense(t0, &cfg);
+            assert_eq!(dense.is_some(), spread < 1.0, "spread {spread}");
+            // A reading from outside the fleet's box is judged one by one.
+            let mut outside = readings[0].clone();
+            outside.location = at(49.5, 2.35);
+            readings.push(outside);
+            for r in &readings {
+                let one_by_one = hood.context(&r.sensor_id, r.location, t0, &cfg);
+                let got = hood.context_in(dense.as_ref(), &r.sensor_id, r.location, t0, &cfg);
+                assert_eq!(got, one_by_one, "{} of {fleet}", r.sensor_id);
+            }
+        }
     }
 }

@@ -54,16 +54,37 @@ pub struct Wait {
     /// urgent, and a pipeline working through a backlog delivers its sensors unevenly: the
     /// cleaner drains one partition for seconds while another waits.
     pub backlog_ms: u64,
+    /// A live tick stops waiting for a sensor once its reading is this late on the sensor's
+    /// own rhythm (its previous reading's arrival plus the time between the two readings),
+    /// ms; it also waits this long for a sensor whose first reading is on its way. Event
+    /// time advances with the wall clock in a live stream, so a sensor that reports every
+    /// minute is due a minute after its last reading arrived: a stopped sensor costs its
+    /// neighbours this, not `live_ms`. `live_ms` or more gives the fixed wait alone.
+    pub grace_ms: u64,
     /// The wall clock.
     pub now: DateTime<Utc>,
 }
 
 impl Wait {
+    fn is_live(&self, ts: DateTime<Utc>, fresh_secs: i64) -> bool {
+        (self.now - ts).num_seconds() <= fresh_secs
+    }
+
     fn of(&self, ts: DateTime<Utc>, fresh_secs: i64) -> u64 {
-        if (self.now - ts).num_seconds() > fresh_secs {
-            self.backlog_ms
-        } else {
+        if self.is_live(ts, fresh_secs) {
             self.live_ms
+        } else {
+            self.backlog_ms
+        }
+    }
+
+    /// How long a new sensor's arrival holds the first rule: in a live stream the other new
+    /// sensors' first readings are at most `grace_ms` behind it.
+    fn settle(&self, ts: DateTime<Utc>, fresh_secs: i64) -> u64 {
+        if self.is_live(ts, fresh_secs) {
+            self.grace_ms.min(self.live_ms)
+        } else {
+            self.backlog_ms
         }
     }
 }
@@ -73,6 +94,8 @@ impl Wait {
 pub struct Tick<T> {
     pub ts: DateTime<Utc>,
     pub readings: Vec<(ProcessedReading, T)>,
+    /// The caller's clock when its first reading arrived.
+    pub arrived_ms: u64,
 }
 
 #[derive(Debug)]
@@ -89,6 +112,41 @@ struct Latest {
     ts: DateTime<Utc>,
     arrived_ms: u64,
     area: usize,
+    /// The sensor's last two intervals between readings (event time); the shorter is its
+    /// rhythm (one skipped reading does not change it).
+    gaps: [Option<chrono::Duration>; 2],
+}
+
+impl Latest {
+    fn rhythm(&self) -> Option<chrono::Duration> {
+        self.gaps.iter().flatten().min().copied()
+    }
+
+    /// Whether the sensor has no reading due at `ts`: its next one, by its rhythm, is later.
+    fn skips(&self, ts: DateTime<Utc>) -> bool {
+        self.ts < ts && self.rhythm().is_some_and(|r| self.ts + r > ts)
+    }
+
+    /// Whether the sensor missed a reading due before `ts` by its rhythm.
+    fn missed_before(&self, ts: DateTime<Utc>) -> bool {
+        self.rhythm().is_some_and(|r| self.ts + r + r <= ts)
+    }
+
+    /// Whether a live tick `ts` still waits for the sensor at `now_ms`: `ts` is its next
+    /// reading by its rhythm (it missed none before: one that did is stopped or late, and a
+    /// late reading is judged in a tick of its own), and that reading is not later than
+    /// `grace_ms` on the rhythm, nor has the sensor been silent for `wait_ms`.
+    fn awaited_live(&self, ts: DateTime<Utc>, now_ms: u64, wait_ms: u64, grace_ms: u64) -> bool {
+        if self.ts >= ts || self.skips(ts) {
+            return false;
+        }
+        if self.missed_before(ts) {
+            return false;
+        }
+        let gap_ms = u64::try_from((ts - self.ts).num_milliseconds()).unwrap_or(u64::MAX);
+        let due_in = gap_ms.saturating_add(grace_ms).min(wait_ms);
+        now_ms.saturating_sub(self.arrived_ms) < due_in
+    }
 }
 
 /// Readings held by timestamp until their tick closes.
@@ -158,8 +216,12 @@ impl<T> Ticks<T> {
             ts,
             arrived_ms,
             area,
+            gaps: [None, None],
         });
-        latest.ts = latest.ts.max(ts);
+        if ts > latest.ts {
+            latest.gaps = [Some(ts - latest.ts), latest.gaps[0]];
+            latest.ts = ts;
+        }
         latest.arrived_ms = arrived_ms;
         self.last_arrival_ms = self.last_arrival_ms.max(arrived_ms);
         self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
@@ -239,7 +301,7 @@ impl<T> Ticks<T> {
     pub fn is_due(&self, now_ms: u64, wait: Wait) -> bool {
         let settled = self
             .new_sensor_ms
-            .is_some_and(|(n, ts)| now_ms.saturating_sub(n) >= wait.of(ts, self.fresh_secs));
+            .is_some_and(|(n, ts)| now_ms.saturating_sub(n) >= wait.settle(ts, self.fresh_secs));
         !self.open.is_empty() && self.new_pending && settled
             || self
                 .open
@@ -247,21 +309,31 @@ impl<T> Ticks<T> {
                 .any(|(ts, o)| self.timed_out(*ts, o, now_ms, wait))
     }
 
-    /// Whether the wall clock closes tick `ts`: it waited `wait_ms`, and every sensor of
-    /// its regions it still waits for (not at `ts` yet) has been silent that long. A sensor
-    /// that is behind but still arriving is waited for, however far behind in event time:
-    /// in a fast replay the cleaner's partitions drift apart by days (the sensors of a busy
-    /// partition lag those of a quiet one), and a tick cut without them would judge their
-    /// readings later, alone. One that stopped is not waited for, nor one of another region
-    /// (a replay does not hold a live fleet's ticks).
+    /// Whether the wall clock closes tick `ts`.
+    ///
+    /// A backlog tick: it waited its wait, and every sensor of its regions it still waits
+    /// for (not at `ts` yet) has been silent that long. A sensor that is behind but still
+    /// arriving is waited for, however far behind in event time: in a fast replay the
+    /// cleaner's partitions drift apart by days (the sensors of a busy partition lag those of
+    /// a quiet one), and a tick cut without them would judge their readings later, alone.
+    /// One that stopped is not waited for, nor one of another region (a replay does not hold
+    /// a live fleet's ticks).
+    ///
+    /// A live tick: it waited `grace_ms`, and no sensor of its regions is still awaited
+    /// ([`Latest::awaited_live`]): each reported `ts`, has no reading due at `ts`, is late
+    /// on its rhythm by `grace_ms`, or was silent for the live wait.
     fn timed_out(&self, ts: DateTime<Utc>, o: &Open<T>, now_ms: u64, wait: Wait) -> bool {
         let wait_ms = wait.of(ts, self.fresh_secs);
-        if now_ms.saturating_sub(o.arrived_ms) < wait_ms {
+        let waited = now_ms.saturating_sub(o.arrived_ms);
+        let mut mine = self.latest.values().filter(|l| o.areas.contains(&l.area));
+        if wait.is_live(ts, self.fresh_secs) {
+            return waited >= wait.grace_ms.min(wait_ms)
+                && !mine.any(|l| l.awaited_live(ts, now_ms, wait_ms, wait.grace_ms));
+        }
+        if waited < wait_ms {
             return false;
         }
-        !self.latest.values().any(|l| {
-            l.ts < ts && now_ms.saturating_sub(l.arrived_ms) < wait_ms && o.areas.contains(&l.area)
-        })
+        !mine.any(|l| l.ts < ts && now_ms.saturating_sub(l.arrived_ms) < wait_ms)
     }
 
     /// Closes every tick (end of a finite stream).
@@ -299,7 +371,9 @@ impl<T> Ticks<T> {
         match (self.wait, self.new_sensor_ms) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(w), Some((n, ts))) => self.now_ms.saturating_sub(n) < w.of(ts, self.fresh_secs),
+            (Some(w), Some((n, ts))) => {
+                self.now_ms.saturating_sub(n) < w.settle(ts, self.fresh_secs)
+            }
         }
     }
 
@@ -317,10 +391,12 @@ impl<T> Ticks<T> {
             self.last_arrival_ms
                 .saturating_sub(w.of(ts, self.fresh_secs))
         });
+        let live = self.wait.is_some_and(|w| w.is_live(ts, self.fresh_secs));
         self.latest.values().all(|l| {
             !o.areas.contains(&l.area)
                 || l.ts >= ts
                 || (l.ts < expected_from && l.arrived_ms < arriving_from)
+                || (live && (l.skips(ts) || l.missed_before(ts)))
         })
     }
 
@@ -333,7 +409,11 @@ impl<T> Ticks<T> {
         let open = self.open.remove(&ts)?;
         let mut readings = open.readings;
         readings.sort_by(|a, b| a.0.sensor_id.cmp(&b.0.sensor_id));
-        Some(Tick { ts, readings })
+        Some(Tick {
+            ts,
+            readings,
+            arrived_ms: open.arrived_ms,
+        })
     }
 }
 
@@ -380,12 +460,14 @@ mod tests {
 
     const WAIT: u64 = 10_000;
 
-    /// The same wait for every tick.
+    /// The same wait for every tick; the ticks are a backlog's (a replay's), so no rhythm
+    /// shortens it.
     fn wait() -> Wait {
         Wait {
             live_ms: WAIT,
             backlog_ms: WAIT,
-            now: DateTime::<Utc>::MIN_UTC,
+            grace_ms: WAIT,
+            now: DateTime::<Utc>::MAX_UTC,
         }
     }
 
@@ -573,6 +655,7 @@ mod tests {
         let wait_at = |now| Wait {
             live_ms: WAIT,
             backlog_ms: 6 * WAIT,
+            grace_ms: WAIT,
             now,
         };
         for (now, waits) in [(t0, WAIT), (t0 + chrono::Duration::days(30), 6 * WAIT)] {
@@ -632,5 +715,86 @@ mod tests {
             "b silent for a wait: it stopped"
         );
         assert_eq!(closed(t.due(3 * WAIT, wait())), [["a"]]);
+    }
+
+    /// A reading of a fleet that reports by the second.
+    fn at_second(sensor: &str, second: i64) -> ProcessedReading {
+        let mut r = at(sensor, 0);
+        r.timestamp += chrono::Duration::seconds(second);
+        r
+    }
+
+    const GRACE: u64 = 50;
+
+    /// Live ticks (the wall clock at the fleet's time) with a grace on the rhythm.
+    fn live() -> Wait {
+        Wait {
+            live_ms: WAIT,
+            backlog_ms: 6 * WAIT,
+            grace_ms: GRACE,
+            now: at("x", 0).timestamp,
+        }
+    }
+
+    #[test]
+    fn a_live_tick_stops_waiting_for_a_sensor_once_it_is_late_on_its_rhythm() {
+        let mut t = Ticks::new(&hourly());
+        t.push(at_second("a", 0), (), 0);
+        t.push(at_second("b", 0), (), 0);
+        assert!(
+            t.due(GRACE - 1, live()).is_empty(),
+            "b's neighbours may come"
+        );
+        assert_eq!(
+            closed(t.due(GRACE, live())),
+            [["a", "b"]],
+            "after the grace"
+        );
+        t.push(at_second("a", 1), (), 1000);
+        t.push(at_second("b", 1), (), 1000);
+        assert_eq!(closed(t.due(1000 + GRACE, live())), [["a", "b"]]);
+        // b stopped: its reading of second 2 was due when a's arrived.
+        t.push(at_second("a", 2), (), 2000);
+        assert!(
+            !t.is_due(2000 + GRACE - 1, live()),
+            "b may be a little late"
+        );
+        assert!(t.is_due(2000 + GRACE, live()));
+        assert_eq!(
+            closed(t.due(2000 + GRACE, live())),
+            [["a"]],
+            "not after WAIT"
+        );
+        // Having missed second 2, b is not waited for at all.
+        t.push(at_second("a", 3), (), 3000);
+        assert_eq!(closed(t.due(3000, live())), [["a"]], "at once");
+        // The same late on a backlog's tick (a replay) waits the backlog wait.
+        let backlog = Wait {
+            now: at("x", 24 * 30).timestamp,
+            ..live()
+        };
+        t.push(at_second("a", 4), (), 4000);
+        assert!(!t.is_due(4000 + WAIT, backlog));
+        assert_eq!(closed(t.due(4000 + 6 * WAIT, backlog)), [["a"]]);
+    }
+
+    #[test]
+    fn a_live_tick_does_not_wait_for_a_sensor_with_no_reading_due_at_its_time() {
+        let mut t = Ticks::new(&hourly());
+        let mut out = Vec::new();
+        // "a" reports every second, "c" every two; the first wait gathers new sensors.
+        for k in 0..=12 {
+            let ms = k as u64 * 1000;
+            t.push(at_second("a", k), (), ms);
+            if k % 2 == 0 {
+                t.push(at_second("c", k), (), ms);
+            }
+            let now = if ms > WAIT { ms } else { ms + GRACE };
+            out.extend(closed(t.due(now, live())));
+        }
+        assert_eq!(out.len(), 13, "every second closed once it could: {out:?}");
+        assert_eq!(out[11], ["a"], "second 11: c had none due, no wait");
+        assert_eq!(out[12], ["a", "c"]);
+        assert!(t.is_empty());
     }
 }

@@ -5,6 +5,7 @@
 //!   signal exits at once;
 //! - [`retry`]: the one back-off policy for transient failures ([`retry::Retryable`]).
 
+pub mod latency;
 pub mod retry;
 
 pub use config::ConfigError;

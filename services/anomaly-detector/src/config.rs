@@ -41,6 +41,9 @@ pub struct TickSettings {
     /// The same for a backlog tick (older than `detect.spatial.fresh_secs`: a replay, a
     /// catch-up), ms: a pipeline working through a backlog delivers sensors unevenly.
     pub backlog_wait_ms: u64,
+    /// A live tick stops waiting for a sensor once its reading is this late on the sensor's
+    /// own rhythm (its last arrival plus its interval), ms (`airq_detect::Wait::grace_ms`).
+    pub live_grace_ms: u64,
 }
 
 impl TickSettings {
@@ -49,6 +52,7 @@ impl TickSettings {
         airq_detect::Wait {
             live_ms: self.wait_ms,
             backlog_ms: self.backlog_wait_ms,
+            grace_ms: self.live_grace_ms,
             now,
         }
     }

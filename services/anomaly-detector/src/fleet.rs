@@ -11,6 +11,7 @@ use airq_detect::{AnomalyEvent, Detector, DetectorConfig, Ticks, Wait};
 use airq_domain::ProcessedReading;
 use airq_domain::qc::{Flag, QcConfig};
 use airq_domain::sensor::Cleaner;
+use airq_runtime::latency::Histogram;
 use airq_store::readings::StoredRaw;
 
 use crate::sink::Finding;
@@ -38,6 +39,9 @@ pub struct Fleet {
     warmed: HashSet<String>,
     next_offset: HashMap<(String, i32), i64>,
     sensors_of: HashMap<(String, i32), HashSet<String>>,
+    /// How long the readings judged waited for their tick to close (from its first
+    /// reading's arrival): the detector's deliberate share of its latency.
+    pub tick_wait: Histogram,
 }
 
 impl Fleet {
@@ -49,6 +53,7 @@ impl Fleet {
             warmed: HashSet::new(),
             next_offset: HashMap::new(),
             sensors_of: HashMap::new(),
+            tick_wait: Histogram::default(),
         }
     }
 
@@ -161,6 +166,8 @@ impl Fleet {
     pub fn judge_ready(&mut self, now_ms: u64, wait: Wait) -> Vec<(OwnedMessage, Finding)> {
         let mut out = Vec::new();
         for tick in self.ticks.due(now_ms, wait) {
+            let waited = std::time::Duration::from_millis(now_ms.saturating_sub(tick.arrived_ms));
+            self.tick_wait.record_n(waited, tick.readings.len() as u64);
             let steps = self
                 .detector
                 .judge_tick(tick.readings.iter().map(|(r, _)| r));

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use airq_runtime::latency::Histogram;
+
 #[derive(Debug, Default)]
 pub struct RuntimeCounters {
     /// Messages consumed.
@@ -20,6 +22,13 @@ pub struct RuntimeCounters {
     pub consumer_recreated: AtomicU64,
     /// Sensors whose state was evicted after being idle.
     pub evicted: AtomicU64,
+    /// The service's own latency per message: from the consumer handing it over to its
+    /// batch written (the sink's outputs acknowledged, its dead letter sent). A message a
+    /// processor holds past its batch (the detector's ticks) counts with that batch.
+    pub service_latency: Histogram,
+    /// The broker hop before it: from a message's timestamp (its producer's clock when it
+    /// was sent) to the consumer handing it over, wall clock.
+    pub hop_latency: Histogram,
 }
 
 impl RuntimeCounters {
@@ -43,6 +52,8 @@ impl RuntimeCounters {
             consumer_errors = Self::get(&self.consumer_errors),
             consumer_recreated = Self::get(&self.consumer_recreated),
             evicted = Self::get(&self.evicted),
+            hop_latency = %self.hop_latency.summary(),
+            service_latency = %self.service_latency.summary(),
             "consumer counters"
         );
     }

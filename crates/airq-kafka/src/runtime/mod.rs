@@ -76,9 +76,17 @@ pub struct ConsumerSettings {
     pub heal_after_secs: u64,
     /// Per-sensor state is dropped after this long (processing time) without a reading.
     pub state_idle_secs: u64,
+    /// How often a consumer that receives nothing asks its processor whether held work is
+    /// due ([`Processor::due`]), ms: the most it adds to a held reading's wait.
+    #[serde(default = "ConsumerSettings::default_due_check_ms")]
+    pub due_check_ms: u64,
 }
 
 impl ConsumerSettings {
+    fn default_due_check_ms() -> u64 {
+        1000
+    }
+
     pub fn backoff(&self) -> Backoff {
         Backoff::from_millis(self.retry_initial_ms, self.retry_max_ms)
     }
@@ -331,9 +339,14 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
         let second = Duration::from_secs(1);
         let mut check = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = Duration::from_millis(self.settings.due_check_ms.max(1));
+        let mut due_check = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        due_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_log = Instant::now();
         loop {
-            let batch = self.collect(&shutdown, &mut watchdog, &mut check).await;
+            let (batch, receipts) = self
+                .collect(&shutdown, &mut watchdog, &mut check, &mut due_check)
+                .await;
             while in_flight.len() >= depth
                 || in_flight.front().is_some_and(|(t, _)| t.is_finished())
             {
@@ -358,13 +371,19 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                         let (after, done, next) =
                             write::Turn::after(std::mem::take(&mut self.published));
                         self.published = next;
-                        let task = tokio::spawn(write::write(
-                            self.shared.clone(),
-                            batch,
-                            outputs,
-                            after,
-                            done,
-                        ));
+                        let written =
+                            write::write(self.shared.clone(), batch, outputs, after, done);
+                        let counters = self.counters.clone();
+                        let task = tokio::spawn(async move {
+                            let result = written.await;
+                            if result.is_ok() {
+                                let now = Instant::now();
+                                for t in receipts {
+                                    counters.service_latency.record(now - t);
+                                }
+                            }
+                            result
+                        });
                         in_flight.push_back((task, offsets));
                     }
                     Err(ProcessError::Stopped) => {
@@ -452,18 +471,21 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
     }
 
     /// Gathers up to `batch_size` messages, or what arrived within `batch_timeout_ms` of the
-    /// first; once a second, the watchdog checks the consumer's health.
+    /// first, or none once the processor's held work is due (asked every `due_check_ms`);
+    /// once a second, the watchdog checks the consumer's health.
     async fn collect(
         &mut self,
         shutdown: &CancellationToken,
         watchdog: &mut Watchdog,
         check: &mut tokio::time::Interval,
-    ) -> Vec<OwnedMessage> {
+        due_check: &mut tokio::time::Interval,
+    ) -> (Vec<OwnedMessage>, Vec<Instant>) {
         let (size, timeout) = (
             self.settings.batch_size,
             Duration::from_millis(self.settings.batch_timeout_ms),
         );
         let mut out = Vec::new();
+        let mut receipts = Vec::new();
         // One timer per batch, armed by the first message (a timer per message costs ~10 %).
         let deadline = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(deadline);
@@ -479,17 +501,31 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                     }
                     continue;
                 }
+                _ = due_check.tick(), if out.is_empty() => {
+                    if self.processor.due(Instant::now()) {
+                        break;
+                    }
+                    continue;
+                }
                 m = self.consumer.recv() => m,
             };
             match msg {
                 Ok(m) => {
                     watchdog.on_message();
+                    if let Some(sent_ms) = m.timestamp().to_millis() {
+                        let now_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        let hop = u64::try_from(now_ms - sent_ms).unwrap_or(0);
+                        self.counters.hop_latency.record(Duration::from_millis(hop));
+                    }
                     if out.is_empty() {
                         deadline
                             .as_mut()
                             .reset(tokio::time::Instant::now() + timeout);
                     }
                     out.push(m.detach());
+                    receipts.push(Instant::now());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "consumer error");
@@ -502,7 +538,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                 }
             }
         }
-        out
+        (out, receipts)
     }
 
     /// Asks the watchdog whether the consumer is stuck; recreates it if so. Returns whether
