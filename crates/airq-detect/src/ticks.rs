@@ -19,6 +19,10 @@
 //!   that is behind but still arriving is waited for). Such a tick closes with the older ticks that hold a reading of
 //!   one of its sensors (each sensor's readings are judged in time order), not with every
 //!   older tick: a live fleet next to a historical replay does not cut the replay's ticks.
+//!   A live tick (within `fresh_secs` of the wall clock) goes by each sensor's rhythm
+//!   instead ([`Wait::grace_ms`]): it does not wait for a sensor with no reading due at `t`
+//!   or that missed its previous one, and gives the others up once their reading is late on
+//!   their own interval by four times their usual jitter.
 //!
 //! The sensors a stream expects are those it has seen. So when a sensor it has not seen
 //! arrives (at the start, or a replay started next to a live fleet, or a new sensor), the
@@ -54,12 +58,12 @@ pub struct Wait {
     /// urgent, and a pipeline working through a backlog delivers its sensors unevenly: the
     /// cleaner drains one partition for seconds while another waits.
     pub backlog_ms: u64,
-    /// A live tick stops waiting for a sensor once its reading is this late on the sensor's
-    /// own rhythm (its previous reading's arrival plus the time between the two readings),
-    /// ms; it also waits this long for a sensor whose first reading is on its way. Event
-    /// time advances with the wall clock in a live stream, so a sensor that reports every
-    /// minute is due a minute after its last reading arrived: a stopped sensor costs its
-    /// neighbours this, not `live_ms`. `live_ms` or more gives the fixed wait alone.
+    /// A live tick stops waiting for a sensor once its reading is late on the sensor's own
+    /// rhythm (its previous reading's arrival plus the time between the two readings) by
+    /// four times the sensor's usual jitter, and at most this, ms; it also waits this long
+    /// for the sensors whose first reading is on its way. Event time advances with the wall
+    /// clock in a live stream, so a sensor that reports every minute is due a minute after
+    /// its last reading arrived: a stopped sensor costs its neighbours that, not `live_ms`.
     pub grace_ms: u64,
     /// The wall clock.
     pub now: DateTime<Utc>,
@@ -115,7 +119,13 @@ struct Latest {
     /// The sensor's last two intervals between readings (event time); the shorter is its
     /// rhythm (one skipped reading does not change it).
     gaps: [Option<chrono::Duration>; 2],
+    /// How far its readings usually arrive off its rhythm (processing time against event
+    /// time; a moving mean of the absolute difference), ms.
+    jitter_ms: Option<f64>,
 }
+
+/// The least a live tick waits for a sensor past its rhythm, ms (timer and clock noise).
+const JITTER_FLOOR_MS: u64 = 5;
 
 impl Latest {
     fn rhythm(&self) -> Option<chrono::Duration> {
@@ -144,7 +154,13 @@ impl Latest {
             return false;
         }
         let gap_ms = u64::try_from((ts - self.ts).num_milliseconds()).unwrap_or(u64::MAX);
-        let due_in = gap_ms.saturating_add(grace_ms).min(wait_ms);
+        // Four times its usual jitter (about three standard deviations), at most the grace.
+        let late_after = self.jitter_ms.map_or(grace_ms, |j| {
+            ((4.0 * j) as u64)
+                .saturating_add(JITTER_FLOOR_MS)
+                .min(grace_ms)
+        });
+        let due_in = gap_ms.saturating_add(late_after).min(wait_ms);
         now_ms.saturating_sub(self.arrived_ms) < due_in
     }
 }
@@ -217,9 +233,15 @@ impl<T> Ticks<T> {
             arrived_ms,
             area,
             gaps: [None, None],
+            jitter_ms: None,
         });
         if ts > latest.ts {
-            latest.gaps = [Some(ts - latest.ts), latest.gaps[0]];
+            let gap = ts - latest.ts;
+            let off =
+                (arrived_ms as f64 - latest.arrived_ms as f64 - gap.num_milliseconds() as f64)
+                    .abs();
+            latest.jitter_ms = Some(latest.jitter_ms.map_or(off, |j| j + 0.1 * (off - j)));
+            latest.gaps = [Some(gap), latest.gaps[0]];
             latest.ts = ts;
         }
         latest.arrived_ms = arrived_ms;
@@ -327,7 +349,16 @@ impl<T> Ticks<T> {
         let waited = now_ms.saturating_sub(o.arrived_ms);
         let mut mine = self.latest.values().filter(|l| o.areas.contains(&l.area));
         if wait.is_live(ts, self.fresh_secs) {
-            return waited >= wait.grace_ms.min(wait_ms)
+            // While new sensors gather, the tick waits the grace for theirs to arrive.
+            let gathering = self
+                .new_sensor_ms
+                .is_some_and(|(n, t)| now_ms.saturating_sub(n) < wait.settle(t, self.fresh_secs));
+            let least = if gathering {
+                wait.grace_ms.min(wait_ms)
+            } else {
+                0
+            };
+            return waited >= least
                 && !mine.any(|l| l.awaited_live(ts, now_ms, wait_ms, wait.grace_ms));
         }
         if waited < wait_ms {
@@ -658,18 +689,22 @@ mod tests {
             grace_ms: WAIT,
             now,
         };
-        for (now, waits) in [(t0, WAIT), (t0 + chrono::Duration::days(30), 6 * WAIT)] {
+        // "b" stops after hour 0: a live tick gives it up once it was silent for the live
+        // wait (here at once: it was, when hour 1 arrived); a backlog's tick also waits
+        // the backlog wait itself.
+        let live = (t0, WAIT, WAIT);
+        let backlog = (t0 + chrono::Duration::days(30), 6 * WAIT, 12 * WAIT);
+        for (now, waits, closes) in [live, backlog] {
             let mut t = started();
             t.push(at("a", 0), (), 0);
             t.push(at("b", 0), (), 0);
             // New sensors: the first rule waits one wait, the tick's own.
             assert!(t.due(waits - 1, wait_at(now)).is_empty(), "{now}");
             assert_eq!(closed(t.due(waits, wait_at(now))), [["a", "b"]]);
-            // "b" stopped after hour 0.
             t.push(at("a", 1), (), waits);
-            assert!(!t.is_due(2 * waits - 1, wait_at(now)), "{now}");
-            assert!(t.is_due(2 * waits, wait_at(now)), "{now}");
-            assert_eq!(closed(t.due(2 * waits, wait_at(now))), [["a"]]);
+            assert!(!t.is_due(closes - 1, wait_at(now)), "{now}");
+            assert!(t.is_due(closes, wait_at(now)), "{now}");
+            assert_eq!(closed(t.due(closes, wait_at(now))), [["a"]]);
         }
     }
 
@@ -739,43 +774,45 @@ mod tests {
     #[test]
     fn a_live_tick_stops_waiting_for_a_sensor_once_it_is_late_on_its_rhythm() {
         let mut t = Ticks::new(&hourly());
-        t.push(at_second("a", 0), (), 0);
-        t.push(at_second("b", 0), (), 0);
+        let push = |t: &mut Ticks<()>, second: i64, arrivals: &[(&str, u64)]| {
+            for (s, ms) in arrivals {
+                t.push(at_second(s, second), (), *ms);
+            }
+        };
+        push(&mut t, 0, &[("a", 0), ("b", 0), ("c", 0)]);
         assert!(
             t.due(GRACE - 1, live()).is_empty(),
-            "b's neighbours may come"
+            "new: their neighbours may come"
         );
         assert_eq!(
             closed(t.due(GRACE, live())),
-            [["a", "b"]],
+            [["a", "b", "c"]],
             "after the grace"
         );
-        t.push(at_second("a", 1), (), 1000);
-        t.push(at_second("b", 1), (), 1000);
-        assert_eq!(closed(t.due(1000 + GRACE, live())), [["a", "b"]]);
-        // b stopped: its reading of second 2 was due when a's arrived.
-        t.push(at_second("a", 2), (), 2000);
-        assert!(
-            !t.is_due(2000 + GRACE - 1, live()),
-            "b may be a little late"
-        );
-        assert!(t.is_due(2000 + GRACE, live()));
-        assert_eq!(
-            closed(t.due(2000 + GRACE, live())),
-            [["a"]],
-            "not after WAIT"
-        );
-        // Having missed second 2, b is not waited for at all.
-        t.push(at_second("a", 3), (), 3000);
-        assert_eq!(closed(t.due(3000, live())), [["a"]], "at once");
-        // The same late on a backlog's tick (a replay) waits the backlog wait.
+        // b's readings arrive 40 ms off its rhythm, a's and c's on it.
+        push(&mut t, 1, &[("a", 1000), ("b", 1040), ("c", 1000)]);
+        assert_eq!(closed(t.due(1040, live())), [["a", "b", "c"]]);
+        // c stopped: with no jitter, it is given up 5 ms after its reading was due; b,
+        // whose readings jitter, is waited for four times its jitter, at most the grace.
+        push(&mut t, 2, &[("a", 2000)]);
+        assert!(!t.is_due(2089, live()), "b may come");
+        push(&mut t, 2, &[("b", 2080)]);
+        assert_eq!(closed(t.due(2080, live())), [["a", "b"]], "without c");
+        // b stopped: given up the same way, 50 ms after its reading was due.
+        push(&mut t, 3, &[("a", 3000)]);
+        assert!(!t.is_due(3000 + 80 + GRACE - 1, live()));
+        assert_eq!(closed(t.due(3000 + 80 + GRACE, live())), [["a"]]);
+        // Having missed second 3, b is not waited for at all, nor c.
+        push(&mut t, 4, &[("a", 4000)]);
+        assert_eq!(closed(t.due(4000, live())), [["a"]], "at once");
+        // The same on a backlog's tick (a replay) waits the backlog wait.
         let backlog = Wait {
             now: at("x", 24 * 30).timestamp,
             ..live()
         };
-        t.push(at_second("a", 4), (), 4000);
-        assert!(!t.is_due(4000 + WAIT, backlog));
-        assert_eq!(closed(t.due(4000 + 6 * WAIT, backlog)), [["a"]]);
+        push(&mut t, 5, &[("a", 5000)]);
+        assert!(!t.is_due(5000 + WAIT, backlog));
+        assert_eq!(closed(t.due(5000 + 6 * WAIT, backlog)), [["a"]]);
     }
 
     #[test]

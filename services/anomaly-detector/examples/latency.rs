@@ -119,6 +119,8 @@ async fn main() -> anyhow::Result<()> {
         .set("group.id", format!("latency-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "latest")
+        // Tansu on PostgreSQL fails ListOffsets under read_committed (docs/tansu.md).
+        .set("isolation.level", "read_uncommitted")
         .set("fetch.wait.max.ms", "10")
         .create()?;
     consumer.subscribe(&topics[1..])?;

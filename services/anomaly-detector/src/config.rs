@@ -41,8 +41,9 @@ pub struct TickSettings {
     /// The same for a backlog tick (older than `detect.spatial.fresh_secs`: a replay, a
     /// catch-up), ms: a pipeline working through a backlog delivers sensors unevenly.
     pub backlog_wait_ms: u64,
-    /// A live tick stops waiting for a sensor once its reading is this late on the sensor's
-    /// own rhythm (its last arrival plus its interval), ms (`airq_detect::Wait::grace_ms`).
+    /// A live tick stops waiting for a sensor once its reading is late on the sensor's own
+    /// rhythm (its last arrival plus its interval) by four times its jitter, at most this,
+    /// ms (`airq_detect::Wait::grace_ms`).
     pub live_grace_ms: u64,
 }
 
