@@ -819,18 +819,24 @@ mod tests {
     fn a_live_tick_does_not_wait_for_a_sensor_with_no_reading_due_at_its_time() {
         let mut t = Ticks::new(&hourly());
         let mut out = Vec::new();
-        // "a" reports every second, "c" every two; the first wait gathers new sensors.
+        // "a" reports every second, "c" every two; each second's tick is asked at once.
         for k in 0..=12 {
             let ms = k as u64 * 1000;
             t.push(at_second("a", k), (), ms);
             if k % 2 == 0 {
                 t.push(at_second("c", k), (), ms);
             }
-            let now = if ms > WAIT { ms } else { ms + GRACE };
-            out.extend(closed(t.due(now, live())));
+            let now = closed(t.due(ms, live()));
+            if k == 11 {
+                assert_eq!(now, [["a"]], "second 11: c had none due, closed at once");
+            }
+            out.extend(now);
         }
-        assert_eq!(out.len(), 13, "every second closed once it could: {out:?}");
-        assert_eq!(out[11], ["a"], "second 11: c had none due, no wait");
+        out.extend(closed(t.due(12_000 + GRACE, live())));
+        assert_eq!(out.len(), 13, "every second closed: {out:?}");
+        assert_eq!(out[0], ["a", "c"], "second 0, after the new sensors' grace");
+        // Before c's rhythm is known, second 1 waits for it: closed with second 2.
+        assert_eq!(out[1], ["a"]);
         assert_eq!(out[12], ["a", "c"]);
         assert!(t.is_empty());
     }
