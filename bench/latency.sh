@@ -67,6 +67,8 @@ last() { grep -h "$1" "$2" | tail -1 | grep -o "$3=[^=]*ms" || true; }
   echo "raw_data hop, sent -> the cleaner's receipt: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" hop_latency)"
   echo "processed_data hop, sent -> the detector's receipt: $(last 'consumer counters' "$STATE/bench/latency-detector.log" hop_latency)"
   echo "stream-cleaner, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" service_latency)"
+  echo "  of which, per batch, PostgreSQL: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" sink_write)"
+  echo "  and processed_data acknowledged: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" sink_publish)"
   echo "anomaly-detector, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-detector.log" service_latency)"
   echo "anomaly-detector, a reading's wait for its tick: $(last 'detector counters' "$STATE/bench/latency-detector.log" tick_wait)"
 } | tee -a "$OUT/latency-$(date -u +%Y-%m-%d).txt"

@@ -29,6 +29,10 @@ pub struct RuntimeCounters {
     /// The broker hop before it: from a message's timestamp (its producer's clock when it
     /// was sent) to the consumer handing it over, wall clock.
     pub hop_latency: Histogram,
+    /// Per batch: the sink's write (e.g. PostgreSQL), and its publish once its turn came
+    /// (e.g. `processed_data` acknowledged).
+    pub sink_write: Histogram,
+    pub sink_publish: Histogram,
 }
 
 impl RuntimeCounters {
@@ -54,6 +58,8 @@ impl RuntimeCounters {
             evicted = Self::get(&self.evicted),
             hop_latency = %self.hop_latency.summary(),
             service_latency = %self.service_latency.summary(),
+            sink_write = %self.sink_write.summary(),
+            sink_publish = %self.sink_publish.summary(),
             "consumer counters"
         );
     }

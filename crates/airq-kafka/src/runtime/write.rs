@@ -56,8 +56,11 @@ pub(super) async fn write<S: Sink>(
         mut rejected,
         carried: _,
     } = outputs;
+    let started = std::time::Instant::now();
     let (refused, refused_items) = write_bisecting(&shared, &items, &sources).await?;
-    RuntimeCounters::inc(&shared.ctx.counters.sink_rejected, refused.len() as u64);
+    let counters = &shared.ctx.counters;
+    counters.sink_write.record(started.elapsed());
+    RuntimeCounters::inc(&counters.sink_rejected, refused.len() as u64);
     rejected.extend(refused);
     let kept: Vec<usize> = (0..items.len())
         .filter(|i| !refused_items.contains(i))
@@ -65,6 +68,7 @@ pub(super) async fn write<S: Sink>(
     let accepted: Vec<&S::Item> = kept.iter().map(|&i| &items[i]).collect();
     // In consumption order: wait for the batch before this one, publish, let the next go.
     after.wait().await;
+    let turn = std::time::Instant::now();
     match shared
         .ctx
         .retry("publishing the sink's outputs", || {
@@ -83,6 +87,7 @@ pub(super) async fn write<S: Sink>(
             }));
         }
     }
+    counters.sink_publish.record(turn.elapsed());
     drop(done);
     // bench/replay.sh times the cleaner from the first to the last of these.
     tracing::debug!(messages = batch.len(), "batch written");
