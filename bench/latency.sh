@@ -7,6 +7,7 @@
 # the stack's durable Tansu (PostgreSQL storage) instead.
 # The stream is live (readings stamped with the wall clock, AIRQ_BENCH_SENSORS sensors, each
 # time step sent at its time); AIRQ_BENCH_LATENCY_MODE=backlog sends 2025's minutes instead.
+# AIRQ_BENCH_DETECTOR_BIN runs another build of the detector (a before/after pair).
 # Usage: bench/latency.sh [RATE] [SECONDS]
 # Writes bench/results/latency-<date>.txt.
 set -euo pipefail
@@ -43,7 +44,7 @@ export RUST_LOG=${RUST_LOG:-warn,airq_kafka::runtime=info,anomaly_detector::proc
 AIRQ__CLEANER__BATCH_TIMEOUT_MS=${AIRQ_BENCH_CLEANER_TIMEOUT_MS:-5} \
 AIRQ__CLEANER__PRODUCER_LINGER_MS=${AIRQ_BENCH_CLEANER_LINGER_MS:-2} "$BIN/stream-cleaner" run >"$STATE/bench/latency-cleaner.log" 2>&1 &
 PIDS=$!
-"$BIN/anomaly-detector" run >"$STATE/bench/latency-detector.log" 2>&1 &
+"${AIRQ_BENCH_DETECTOR_BIN:-$BIN/anomaly-detector}" run >"$STATE/bench/latency-detector.log" 2>&1 &
 PIDS="$PIDS $!"
 cleanup() {
   kill $PIDS $TANSU_PID 2>/dev/null || true
