@@ -240,32 +240,63 @@ fn csv_reading(row: &csv::StringRecord, col: &[usize; 7]) -> Result<Reading, Str
     })
 }
 
+/// An alert's line: its fields in this order whatever serde_json's map order (a workspace
+/// build turns on `preserve_order`), so the output is the same byte for byte in every build.
+#[derive(serde::Serialize)]
+struct AlertLine<'a> {
+    #[serde(rename = "type")]
+    line: &'static str,
+    id: &'a str,
+    sensor_id: &'a str,
+    pollutant: Option<airq_domain::Pollutant>,
+    kind: airq_detect::AnomalyKind,
+    start: String,
+    end: String,
+    points: u32,
+    score: f64,
+    severity: airq_detect::Severity,
+    observed: Option<f64>,
+    expected: Option<f64>,
+    explanation: &'a str,
+}
+
+/// A pollution episode's line: `type`, then the episode's own fields.
+#[derive(serde::Serialize)]
+struct EpisodeLine<'a> {
+    #[serde(rename = "type")]
+    line: &'static str,
+    #[serde(flatten)]
+    episode: &'a PollutionEpisode,
+}
+
 /// One JSON line per alert, then one per pollution episode.
 pub fn write_jsonl(mut out: impl Write, outcome: &Outcome) -> std::io::Result<()> {
     for a in &outcome.alerts {
-        let line = serde_json::json!({
-            "type": "alert",
-            "id": a.id,
-            "sensor_id": a.sensor_id,
-            "pollutant": a.pollutant,
-            "kind": a.kind,
-            "start": a.start.to_rfc3339(),
-            "end": a.end.to_rfc3339(),
-            "points": a.points,
-            "score": a.score,
-            "severity": a.severity,
-            "observed": a.observed,
-            "expected": a.expected,
-            "explanation": a.explanation,
-        });
-        writeln!(out, "{line}")?;
+        let line = AlertLine {
+            line: "alert",
+            id: &a.id,
+            sensor_id: &a.sensor_id,
+            pollutant: a.pollutant,
+            kind: a.kind,
+            start: a.start.to_rfc3339(),
+            end: a.end.to_rfc3339(),
+            points: a.points,
+            score: a.score,
+            severity: a.severity,
+            observed: a.observed,
+            expected: a.expected,
+            explanation: &a.explanation,
+        };
+        serde_json::to_writer(&mut out, &line)?;
+        writeln!(out)?;
     }
     for e in &outcome.episodes {
-        let mut line = serde_json::to_value(e).unwrap_or_default();
-        if let Some(obj) = line.as_object_mut() {
-            obj.insert("type".into(), "pollution_episode".into());
-        }
-        writeln!(out, "{line}")?;
+        let line = EpisodeLine {
+            line: "pollution_episode",
+            episode: e,
+        };
+        serde_json::to_writer(&mut out, &line)?;
+        writeln!(out)?;
     }
     out.flush()
 }
@@ -273,6 +304,47 @@ pub fn write_jsonl(mut out: impl Write, outcome: &Outcome) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_line_has_its_fields_in_one_order_in_every_build() {
+        let t: chrono::DateTime<Utc> = "2024-01-15T14:00:00Z".parse().unwrap();
+        let alert = AnomalyEvent {
+            schema_version: 1,
+            id: "00000000000000ab".into(),
+            sensor_id: "s1".into(),
+            pollutant: Some(airq_domain::Pollutant::Pm25),
+            kind: airq_detect::AnomalyKind::Outlier,
+            detector: "zscore".into(),
+            status: airq_detect::Status::Open,
+            start: t,
+            end: t,
+            points: 1,
+            score: 12.5,
+            severity: airq_detect::Severity::Warning,
+            observed: Some(80.0),
+            expected: None,
+            explanation: "why".into(),
+        };
+        let outcome = Outcome {
+            alerts: vec![alert],
+            episodes: Vec::new(),
+            readings: 1,
+            explained: 0,
+        };
+        let mut out = Vec::new();
+        write_jsonl(&mut out, &outcome).unwrap();
+        // Not serde_json's map order: that one depends on the features of the build.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"type":"alert","id":"00000000000000ab","sensor_id":"s1","pollutant":"pm2_5","#,
+                r#""kind":"outlier","start":"2024-01-15T14:00:00+00:00","end":"2024-01-15T14:00:00+00:00","#,
+                r#""points":1,"score":12.5,"severity":"warning","observed":80.0,"expected":null,"#,
+                r#""explanation":"why"}"#,
+                "\n"
+            )
+        );
+    }
 
     #[test]
     fn reads_the_seed_shape_and_says_why_a_line_is_rejected() {
