@@ -110,6 +110,13 @@ struct Latest {
     aqi: Option<u16>,
 }
 
+impl Latest {
+    /// Read within `fresh_secs` of `ts`, before or after.
+    fn is_fresh(&self, ts: DateTime<Utc>, cfg: &SpatialConfig) -> bool {
+        (ts - self.ts).num_seconds().abs() <= cfg.fresh_secs
+    }
+}
+
 /// What a reading's neighbours read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {
@@ -235,9 +242,7 @@ impl Neighbourhood {
     ) -> impl Iterator<Item = &'a Latest> + 'a {
         self.latest
             .iter()
-            .filter(move |(id, l)| {
-                id.as_str() != sensor && (ts - l.ts).num_seconds().abs() <= cfg.fresh_secs
-            })
+            .filter(move |(id, l)| id.as_str() != sensor && l.is_fresh(ts, cfg))
             .map(|(_, l)| l)
     }
 
@@ -276,7 +281,11 @@ impl Neighbourhood {
     /// city's fleet): then every reading's neighbours are all of them but itself, and
     /// [`Dense::context`] answers each from the same sorted values. `None` otherwise.
     pub fn dense(&self, ts: DateTime<Utc>, cfg: &SpatialConfig) -> Option<Dense> {
-        let fresh: Vec<&Latest> = self.fresh("", ts, cfg).collect();
+        let fresh: Vec<&Latest> = self
+            .latest
+            .values()
+            .filter(|l| l.is_fresh(ts, cfg))
+            .collect();
         let first = fresh.first()?;
         let mut b = Bounds {
             south: first.location.lat,
@@ -323,10 +332,7 @@ impl Neighbourhood {
     ) -> Context {
         match dense {
             Some(d) if d.ts == ts && d.bounds.contains(location) => {
-                let own = self
-                    .latest
-                    .get(sensor)
-                    .filter(|l| (ts - l.ts).num_seconds().abs() <= cfg.fresh_secs);
+                let own = self.latest.get(sensor).filter(|l| l.is_fresh(ts, cfg));
                 d.context(own.map(|l| &l.clean), cfg)
             }
             _ => self.context(sensor, location, ts, cfg),
@@ -347,7 +353,7 @@ impl Neighbourhood {
             let Some(l) = self.latest.get(id) else {
                 continue;
             };
-            if (ts - l.ts).num_seconds().abs() > cfg.fresh_secs {
+            if !l.is_fresh(ts, cfg) {
                 continue;
             }
             fresh += 1;
@@ -465,6 +471,17 @@ mod tests {
         assert!(log_ratio(2.0, 1.0, 5.0) < 0.16);
     }
 
+    /// Uniform numbers in [0, 1), reproducible (a linear congruential generator).
+    fn lcg(seed: u64) -> impl FnMut() -> f64 {
+        let mut x = seed;
+        move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as f64 / (1u64 << 31) as f64
+        }
+    }
+
     #[test]
     fn medians_of_odd_and_even_counts() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
@@ -472,17 +489,10 @@ mod tests {
         assert_eq!(median(&mut [5.0]), Some(5.0));
         assert_eq!(median(&mut [5.0, 5.0, 1.0, 9.0]), Some(5.0));
         assert_eq!(median(&mut []), None);
-        // The same as the median of the sorted values, on many random sets.
-        let mut x: u64 = 7;
+        // The same as the median of the sorted values, on many random sets (with ties).
+        let mut rnd = lcg(7);
         for n in 1..200 {
-            let mut v: Vec<f64> = (0..n)
-                .map(|_| {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((x >> 33) % 50) as f64 / 4.0
-                })
-                .collect();
+            let mut v: Vec<f64> = (0..n).map(|_| (rnd() * 50.0).floor() / 4.0).collect();
             let mut sorted = v.clone();
             sorted.sort_by(f64::total_cmp);
             let exact = if n % 2 == 1 {
@@ -503,13 +513,7 @@ mod tests {
         use airq_domain::sensor::Cleaner;
         let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
         let cfg = SpatialConfig::default();
-        let mut x: u64 = 11;
-        let mut rnd = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as f64 / (1u64 << 31) as f64
-        };
+        let mut rnd = lcg(11);
         // (spread in degrees, sensors): a city (dense), tiny fleets, a country (not dense).
         for (spread, fleet) in [(0.1, 80), (0.1, 3), (0.1, 1), (3.0, 40)] {
             let mut hood = Neighbourhood::default();

@@ -132,25 +132,19 @@ impl Latest {
         self.gaps.iter().flatten().min().copied()
     }
 
-    /// Whether the sensor has no reading due at `ts`: its next one, by its rhythm, is later.
-    fn skips(&self, ts: DateTime<Utc>) -> bool {
-        self.ts < ts && self.rhythm().is_some_and(|r| self.ts + r > ts)
+    /// Whether, by its rhythm, the sensor owes no reading at `ts` (a live tick does not wait
+    /// for it): its next one is later, or it already missed the one before `ts` (stopped or
+    /// late; a late reading is judged in a tick of its own).
+    fn owes_none(&self, ts: DateTime<Utc>) -> bool {
+        self.rhythm()
+            .is_some_and(|r| self.ts + r > ts || self.ts + r + r <= ts)
     }
 
-    /// Whether the sensor missed a reading due before `ts` by its rhythm.
-    fn missed_before(&self, ts: DateTime<Utc>) -> bool {
-        self.rhythm().is_some_and(|r| self.ts + r + r <= ts)
-    }
-
-    /// Whether a live tick `ts` still waits for the sensor at `now_ms`: `ts` is its next
-    /// reading by its rhythm (it missed none before: one that did is stopped or late, and a
-    /// late reading is judged in a tick of its own), and that reading is not later than
-    /// `grace_ms` on the rhythm, nor has the sensor been silent for `wait_ms`.
+    /// Whether a live tick `ts` still waits for the sensor at `now_ms`: it owes a reading at
+    /// `ts`, and that reading is not late on its rhythm by four times its jitter (at most
+    /// `grace_ms`), nor has the sensor been silent for `wait_ms`.
     fn awaited_live(&self, ts: DateTime<Utc>, now_ms: u64, wait_ms: u64, grace_ms: u64) -> bool {
-        if self.ts >= ts || self.skips(ts) {
-            return false;
-        }
-        if self.missed_before(ts) {
+        if self.ts >= ts || self.owes_none(ts) {
             return false;
         }
         let gap_ms = u64::try_from((ts - self.ts).num_milliseconds()).unwrap_or(u64::MAX);
@@ -321,9 +315,7 @@ impl<T> Ticks<T> {
     /// Whether a tick is open that waited its `wait` or more.
     /// Or one a new sensor's wait held back.
     pub fn is_due(&self, now_ms: u64, wait: Wait) -> bool {
-        let settled = self
-            .new_sensor_ms
-            .is_some_and(|(n, ts)| now_ms.saturating_sub(n) >= wait.settle(ts, self.fresh_secs));
+        let settled = self.new_sensor_ms.is_some() && !self.gathering(now_ms, wait);
         !self.open.is_empty() && self.new_pending && settled
             || self
                 .open
@@ -341,19 +333,16 @@ impl<T> Ticks<T> {
     /// One that stopped is not waited for, nor one of another region (a replay does not hold
     /// a live fleet's ticks).
     ///
-    /// A live tick: it waited `grace_ms`, and no sensor of its regions is still awaited
-    /// ([`Latest::awaited_live`]): each reported `ts`, has no reading due at `ts`, is late
-    /// on its rhythm by `grace_ms`, or was silent for the live wait.
+    /// A live tick: no sensor of its regions is still awaited ([`Latest::awaited_live`]):
+    /// each reported `ts`, owes no reading at `ts`, is late on its rhythm by four times its
+    /// jitter, or was silent for the live wait. While new sensors gather, it also waited
+    /// `grace_ms` for theirs to arrive.
     fn timed_out(&self, ts: DateTime<Utc>, o: &Open<T>, now_ms: u64, wait: Wait) -> bool {
         let wait_ms = wait.of(ts, self.fresh_secs);
         let waited = now_ms.saturating_sub(o.arrived_ms);
         let mut mine = self.latest.values().filter(|l| o.areas.contains(&l.area));
         if wait.is_live(ts, self.fresh_secs) {
-            // While new sensors gather, the tick waits the grace for theirs to arrive.
-            let gathering = self
-                .new_sensor_ms
-                .is_some_and(|(n, t)| now_ms.saturating_sub(n) < wait.settle(t, self.fresh_secs));
-            let least = if gathering {
+            let least = if self.gathering(now_ms, wait) {
                 wait.grace_ms.min(wait_ms)
             } else {
                 0
@@ -399,13 +388,13 @@ impl<T> Ticks<T> {
 
     /// Within one wait of a new sensor's arrival (or before the first [`Ticks::due`] call).
     fn settling(&self) -> bool {
-        match (self.wait, self.new_sensor_ms) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(w), Some((n, ts))) => {
-                self.now_ms.saturating_sub(n) < w.settle(ts, self.fresh_secs)
-            }
-        }
+        self.wait.is_none_or(|w| self.gathering(self.now_ms, w))
+    }
+
+    /// Whether, at `now_ms`, a new sensor arrived less than its settling wait ago.
+    fn gathering(&self, now_ms: u64, wait: Wait) -> bool {
+        self.new_sensor_ms
+            .is_some_and(|(n, ts)| now_ms.saturating_sub(n) < wait.settle(ts, self.fresh_secs))
     }
 
     /// Whether every sensor of tick `ts`'s regions that is expected at `ts` reported it.
@@ -427,7 +416,7 @@ impl<T> Ticks<T> {
             !o.areas.contains(&l.area)
                 || l.ts >= ts
                 || (l.ts < expected_from && l.arrived_ms < arriving_from)
-                || (live && (l.skips(ts) || l.missed_before(ts)))
+                || (live && l.owes_none(ts))
         })
     }
 

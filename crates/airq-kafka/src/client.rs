@@ -21,20 +21,31 @@ fn with_overrides(mut cfg: ClientConfig) -> ClientConfig {
     cfg
 }
 
+/// The settings every reader of ours shares, for `group_id`: the base of [`consumer`] and
+/// [`observer`], and of a bench harness's own consumer.
+pub fn reader(brokers: &str, group_id: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        // No producer of ours uses transactions, so both levels read the same messages; and
+        // Tansu 0.6.0 on PostgreSQL 15 fails ListOffsets(latest) under read_committed (its
+        // query has an un-aliased subquery, which PostgreSQL < 16 rejects) and drops the
+        // connection (docs/tansu.md).
+        .set("isolation.level", "read_uncommitted")
+        // A fetch with nothing new waits this long at most (librdkafka: 500 ms): the
+        // idle-path latency per hop.
+        .set("fetch.wait.max.ms", "10");
+    cfg
+}
+
 /// A client that reads without taking part: it joins no group and commits nothing, and is
 /// given its partitions with `assign` (offsets, watermarks, a message at a known offset). For
 /// watching a group's progress (`lag`) or the topics' freshness (the catalog). `group_id` is
 /// the group whose committed offsets it may read.
 pub fn observer(brokers: &str, group_id: &str) -> Result<BaseConsumer, KafkaError> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers)
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        // Tansu on PostgreSQL 15 fails ListOffsets under read_committed, as for `consumer`.
-        .set("isolation.level", "read_uncommitted")
-        // A fetch answers as soon as it has data, not after librdkafka's 500 ms.
-        .set("fetch.wait.max.ms", "10");
+    let mut cfg = reader(brokers, group_id);
+    cfg.set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
     with_overrides(cfg).create().map_err(KafkaError::Config)
 }
 
@@ -61,25 +72,16 @@ pub fn consumer(
     group_id: &str,
     topics: &[&str],
 ) -> Result<StreamConsumer, KafkaError> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers)
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "true")
+    let mut cfg = reader(brokers, group_id);
+    cfg.set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // No producer of ours uses transactions, so both levels read the same messages; and
-        // Tansu 0.6.0 on PostgreSQL 15 fails ListOffsets(latest) under read_committed (its
-        // query has an un-aliased subquery, which PostgreSQL < 16 rejects) and drops the
-        // connection (docs/tansu.md).
-        .set("isolation.level", "read_uncommitted")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "3000")
         // A member stuck longer than this (e.g. a long database outage) leaves the group and
         // rejoins when it polls again; its unstored offsets are redelivered.
         .set("max.poll.interval.ms", "20000")
-        // A fetch with nothing new waits this long at most: the idle-path latency per hop.
-        .set("fetch.wait.max.ms", "10")
         // A request the broker leaves unanswered is retried after this (librdkafka: 60 s).
         // Under a full-speed replay Tansu once left a FetchRequest hanging for the full 60 s
         // and the cleaner stood still that long; a fetch answers in well under a second.

@@ -23,7 +23,6 @@ use airq_domain::Reading;
 use airq_sim::sim::{FleetSpec, Simulator};
 use anyhow::Context;
 use clap::Parser;
-use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
@@ -58,6 +57,19 @@ struct Args {
 }
 
 type Key = (String, i64);
+
+/// What the reader timed, ms.
+#[derive(Default)]
+struct Timings {
+    /// Sensor -> anomaly event, by kind of anomaly.
+    by_kind: std::collections::BTreeMap<String, Vec<f64>>,
+    /// Sensor -> `processed_data`.
+    cleaned: Vec<f64>,
+    /// `processed_data` here -> the detector producing the event (its broker timestamp).
+    detector: Vec<f64>,
+    /// The event produced -> here.
+    last_hop: Vec<f64>,
+}
 
 /// The key fields of a reading, raw or processed.
 #[derive(serde::Deserialize)]
@@ -106,35 +118,25 @@ async fn main() -> anyhow::Result<()> {
     let counted_from = start + chrono::Duration::seconds(args.warmup_secs as i64);
 
     let sent: Arc<Mutex<HashMap<Key, Instant>>> = Arc::default();
-    // By kind of anomaly.
-    let latencies: Arc<Mutex<std::collections::BTreeMap<String, Vec<f64>>>> = Arc::default();
     let mut topics = vec![args.raw_topic.as_str(), args.anomalies_topic.as_str()];
     topics.extend(args.processed_topic.as_deref());
     let mut distinct = topics.clone();
     distinct.sort_unstable();
     distinct.dedup();
     airq_kafka::admin::ensure_topics(&args.brokers, &distinct, 6).await?;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .set("group.id", format!("latency-{}", std::process::id()))
+    let group = format!("latency-{}", std::process::id());
+    let consumer: StreamConsumer = airq_kafka::client::reader(&args.brokers, &group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "latest")
-        // Tansu on PostgreSQL fails ListOffsets under read_committed (docs/tansu.md).
-        .set("isolation.level", "read_uncommitted")
-        .set("fetch.wait.max.ms", "10")
         .create()?;
     consumer.subscribe(&topics[1..])?;
-    let cleaned: Arc<Mutex<Vec<f64>>> = Arc::default();
-    // The anomalies' path after processed_data, by hop: processed_data (as this reader got
-    // it) -> the detector producing the event (its broker timestamp), -> its arrival here.
-    let hops: Arc<Mutex<(Vec<f64>, Vec<f64>)>> = Arc::default();
     let reader = {
-        let (sent, latencies, cleaned) = (sent.clone(), latencies.clone(), cleaned.clone());
-        let hops = hops.clone();
-        let mut processed_at: HashMap<Key, i64> = HashMap::new();
+        let sent = sent.clone();
         let anomalies_topic = args.anomalies_topic.clone();
         let live = args.live;
         tokio::spawn(async move {
+            let mut t = Timings::default();
+            let mut processed_at: HashMap<Key, i64> = HashMap::new();
             loop {
                 let Ok(Ok(m)) =
                     tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await
@@ -143,26 +145,23 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let arrived = Instant::now();
                 let arrived_ms = chrono::Utc::now().timestamp_millis();
+                let since_sent = |key: &Key| {
+                    let sent = sent.lock().expect("lock");
+                    sent.get(key)
+                        .map(|s| arrived.duration_since(*s).as_secs_f64() * 1e3)
+                };
                 if m.topic() != anomalies_topic {
                     let Ok(r) = serde_json::from_slice::<Keyed>(m.payload().unwrap_or_default())
                     else {
                         continue;
                     };
-                    if live && r.timestamp < counted_from {
-                        continue;
-                    }
                     let key = (r.sensor_id, r.timestamp.timestamp_millis());
                     // A duplicate delivery: its first arrival counts.
-                    if processed_at.contains_key(&key) {
+                    if (live && r.timestamp < counted_from) || processed_at.contains_key(&key) {
                         continue;
                     }
-                    processed_at.insert(key.clone(), arrived_ms);
-                    if let Some(t) = sent.lock().expect("lock").get(&key) {
-                        cleaned
-                            .lock()
-                            .expect("lock")
-                            .push(arrived.duration_since(*t).as_secs_f64() * 1e3);
-                    }
+                    t.cleaned.extend(since_sent(&key));
+                    processed_at.insert(key, arrived_ms);
                     continue;
                 }
                 let Ok(e) = serde_json::from_slice::<AnomalyEvent>(m.payload().unwrap_or_default())
@@ -170,29 +169,22 @@ async fn main() -> anyhow::Result<()> {
                     continue;
                 };
                 let raised_by_end = e.status == Status::Open || e.kind == AnomalyKind::Silence;
-                if !raised_by_end {
-                    continue;
-                }
-                if live && e.end < counted_from {
+                if !raised_by_end || (live && e.end < counted_from) {
                     continue;
                 }
                 let key = (e.sensor_id.clone(), e.end.timestamp_millis());
                 if let (Some(p), Some(produced)) =
                     (processed_at.get(&key), m.timestamp().to_millis())
                 {
-                    let mut h = hops.lock().expect("lock");
-                    h.0.push((produced - p) as f64);
-                    h.1.push((arrived_ms - produced) as f64);
+                    t.detector.push((produced - p) as f64);
+                    t.last_hop.push((arrived_ms - produced) as f64);
                 }
-                if let Some(t) = sent.lock().expect("lock").get(&key) {
-                    latencies
-                        .lock()
-                        .expect("lock")
-                        .entry(format!("{:?}", e.kind).to_lowercase())
-                        .or_default()
-                        .push(arrived.duration_since(*t).as_secs_f64() * 1e3);
+                if let Some(ms) = since_sent(&key) {
+                    let kind = format!("{:?}", e.kind).to_lowercase();
+                    t.by_kind.entry(kind).or_default().push(ms);
                 }
             }
+            t
         })
     };
     // Let the reader join its group before the stream starts.
@@ -230,12 +222,10 @@ async fn main() -> anyhow::Result<()> {
         messages.len(),
         messages.len() as f64 / elapsed
     );
-    reader.await?;
-    let by_kind = latencies.lock().expect("lock").clone();
-    let l: Vec<f64> = by_kind.values().flatten().copied().collect();
-    let c = cleaned.lock().expect("lock").clone();
+    let t = reader.await?;
+    let l: Vec<f64> = t.by_kind.values().flatten().copied().collect();
     anyhow::ensure!(
-        !l.is_empty() || !c.is_empty(),
+        !l.is_empty() || !t.cleaned.is_empty(),
         "nothing arrived: are the cleaner and detector running on these topics?"
     );
     println!(
@@ -244,20 +234,19 @@ async fn main() -> anyhow::Result<()> {
     );
     if !l.is_empty() {
         println!("sensor -> anomaly: {}", summary(l));
-        for (kind, l) in by_kind {
+        for (kind, l) in t.by_kind {
             println!("  {kind}: {}", summary(l));
         }
-        let (detector, last_hop) = hops.lock().expect("lock").clone();
-        if !detector.is_empty() {
+        if !t.detector.is_empty() {
             println!(
                 "  processed_data here -> event produced: {}",
-                summary(detector)
+                summary(t.detector)
             );
-            println!("  event produced -> here: {}", summary(last_hop));
+            println!("  event produced -> here: {}", summary(t.last_hop));
         }
     }
-    if let (false, Some(topic)) = (c.is_empty(), &args.processed_topic) {
-        println!("raw -> {topic}: {}", summary(c));
+    if let (false, Some(topic)) = (t.cleaned.is_empty(), &args.processed_topic) {
+        println!("raw -> {topic}: {}", summary(t.cleaned));
     }
     Ok(())
 }

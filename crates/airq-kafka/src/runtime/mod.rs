@@ -377,9 +377,10 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                         let task = tokio::spawn(async move {
                             let result = written.await;
                             if result.is_ok() {
-                                let now = Instant::now();
+                                let now = wall_clock_us();
                                 for t in receipts {
-                                    counters.service_latency.record(now - t);
+                                    let us = now.saturating_sub(t);
+                                    counters.service_latency.record(Duration::from_micros(us));
                                 }
                             }
                             result
@@ -479,7 +480,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
         watchdog: &mut Watchdog,
         check: &mut tokio::time::Interval,
         due_check: &mut tokio::time::Interval,
-    ) -> (Vec<OwnedMessage>, Vec<Instant>) {
+    ) -> (Vec<OwnedMessage>, Vec<u64>) {
         let (size, timeout) = (
             self.settings.batch_size,
             Duration::from_millis(self.settings.batch_timeout_ms),
@@ -512,12 +513,12 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
             match msg {
                 Ok(m) => {
                     watchdog.on_message();
+                    // One clock read a message: the hop before it and, later, its own latency.
+                    let received = wall_clock_us();
                     if let Some(sent_ms) = m.timestamp().to_millis() {
-                        let now_ms = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as i64);
-                        let hop = u64::try_from(now_ms - sent_ms).unwrap_or(0);
-                        self.counters.hop_latency.record(Duration::from_millis(hop));
+                        let sent = u64::try_from(sent_ms).unwrap_or(0).saturating_mul(1000);
+                        let hop = Duration::from_micros(received.saturating_sub(sent));
+                        self.counters.hop_latency.record(hop);
                     }
                     if out.is_empty() {
                         deadline
@@ -525,7 +526,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                             .reset(tokio::time::Instant::now() + timeout);
                     }
                     out.push(m.detach());
-                    receipts.push(Instant::now());
+                    receipts.push(received);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "consumer error");
@@ -569,4 +570,11 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
             }
         }
     }
+}
+
+/// The wall clock in microseconds since the epoch (message timestamps are wall-clock too).
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
