@@ -62,14 +62,19 @@ RESULT=$("$BIN/examples/latency" --brokers "$BROKERS" --raw-topic "raw_$ID" --an
 kill $PIDS 2>/dev/null || true
 wait $PIDS 2>/dev/null || true
 last() { grep -h "$1" "$2" | tail -1 | grep -o "$3=[^=]*ms" || true; }
+# The p99 of each 10 s log window after the first two (the groups' join, the warm-up).
+windows() { grep -h "$1" "$2" | grep -o "$3=[^=]*ms" | sed -n '3,$p' | sed 's/.*p99 \([0-9.]*\) ms.*/\1/' | tr '\n' ' ' || true; }
 {
   echo "# bench/latency.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, Tansu $STORAGE storage, $MODE stream of $SENSORS sensors"
   echo "$RESULT"
   echo "raw_data hop, sent -> the cleaner's receipt: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" hop_latency)"
   echo "processed_data hop, sent -> the detector's receipt: $(last 'consumer counters' "$STATE/bench/latency-detector.log" hop_latency)"
   echo "stream-cleaner, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" service_latency)"
+  echo "  p99 of each 10 s after the first 20 s, ms: $(windows 'consumer counters' "$STATE/bench/latency-cleaner.log" service_latency_recent)"
   echo "  of which, per batch, PostgreSQL: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" sink_write)"
   echo "  and processed_data acknowledged: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" sink_publish)"
   echo "anomaly-detector, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-detector.log" service_latency)"
+  echo "  p99 of each 10 s after the first 20 s, ms: $(windows 'consumer counters' "$STATE/bench/latency-detector.log" service_latency_recent)"
   echo "anomaly-detector, a reading's wait for its tick: $(last 'detector counters' "$STATE/bench/latency-detector.log" tick_wait)"
+  echo "  p99 of each 10 s after the first 20 s, ms: $(windows 'detector counters' "$STATE/bench/latency-detector.log" tick_wait_recent)"
 } | tee -a "$OUT/latency-$(date -u +%Y-%m-%d).txt"

@@ -2,6 +2,7 @@
 //! apart, from 1 us to about an hour), so its quantiles are within 5 % of the exact ones in
 //! constant memory, however long a service runs.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ const BUCKETS: usize = 460;
 pub struct Histogram {
     counts: Box<[AtomicU64]>,
     max_us: AtomicU64,
+    /// The counts at the last [`Histogram::recent_summary`].
+    last: Mutex<Vec<u64>>,
 }
 
 impl Default for Histogram {
@@ -19,6 +22,7 @@ impl Default for Histogram {
         Self {
             counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             max_us: AtomicU64::new(0),
+            last: Mutex::new(vec![0; BUCKETS]),
         }
     }
 }
@@ -47,45 +51,73 @@ impl Histogram {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    /// The `q` quantile (0..=1), as its bucket's upper bound; `None` when empty.
-    pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let counts: Vec<u64> = self
-            .counts
+    fn counts(&self) -> Vec<u64> {
+        self.counts
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
-            .collect();
-        let n: u64 = counts.iter().sum();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((n as f64 * q).ceil() as u64).clamp(1, n);
-        let mut seen = 0;
-        let i = counts
-            .iter()
-            .position(|&c| {
-                seen += c;
-                seen >= rank
-            })
-            .unwrap_or(BUCKETS - 1);
-        let upper = GROWTH
-            .powi(i as i32 + 1)
-            .min(self.max_us.load(Ordering::Relaxed) as f64);
-        Some(Duration::from_micros(upper.max(1.0) as u64))
+            .collect()
+    }
+
+    fn max_us(&self) -> u64 {
+        self.max_us.load(Ordering::Relaxed)
+    }
+
+    /// The `q` quantile (0..=1), as its bucket's upper bound; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        quantile(&self.counts(), q, self.max_us())
     }
 
     /// "n 1234, p50 1.2 ms, p90 .., p99 .., max ..", or "none".
     pub fn summary(&self) -> String {
-        let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
-        match self.count() {
-            0 => "none".into(),
-            n => format!(
-                "n {n}, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                ms(self.quantile(0.5)),
-                ms(self.quantile(0.9)),
-                ms(self.quantile(0.99)),
-                self.max_us.load(Ordering::Relaxed) as f64 / 1e3
-            ),
-        }
+        summary(&self.counts(), self.max_us())
+    }
+
+    /// [`Histogram::summary`] of what was recorded since the previous call (since the start
+    /// for the first): a service's recent latency, apart from its start. Its max is the
+    /// upper bound of the highest bucket used.
+    pub fn recent_summary(&self) -> String {
+        let now = self.counts();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let recent: Vec<u64> = now.iter().zip(last.iter()).map(|(n, l)| n - l).collect();
+        *last = now;
+        let top = recent.iter().rposition(|&c| c > 0).unwrap_or(0);
+        summary(&recent, upper_us(top, self.max_us()))
+    }
+}
+
+/// The upper bound of bucket `i`, capped at the largest latency recorded.
+fn upper_us(i: usize, max_us: u64) -> u64 {
+    GROWTH.powi(i as i32 + 1).min(max_us as f64).max(1.0) as u64
+}
+
+fn quantile(counts: &[u64], q: f64, max_us: u64) -> Option<Duration> {
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((n as f64 * q).ceil() as u64).clamp(1, n);
+    let mut seen = 0;
+    let i = counts
+        .iter()
+        .position(|&c| {
+            seen += c;
+            seen >= rank
+        })
+        .unwrap_or(BUCKETS - 1);
+    Some(Duration::from_micros(upper_us(i, max_us)))
+}
+
+fn summary(counts: &[u64], max_us: u64) -> String {
+    let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    match counts.iter().sum::<u64>() {
+        0 => "none".into(),
+        n => format!(
+            "n {n}, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(quantile(counts, 0.5, max_us)),
+            ms(quantile(counts, 0.9, max_us)),
+            ms(quantile(counts, 0.99, max_us)),
+            max_us as f64 / 1e3
+        ),
     }
 }
 
@@ -116,5 +148,21 @@ mod tests {
         // An hour and more lands in the last bucket, the max stays exact.
         h.record(Duration::from_secs(7200));
         assert!(h.summary().ends_with("max 7200000.0 ms"), "{}", h.summary());
+    }
+
+    #[test]
+    fn a_recent_summary_covers_only_what_came_since_the_previous_one() {
+        let h = Histogram::default();
+        (0..1000).for_each(|_| h.record(Duration::from_millis(500)));
+        assert!(h.recent_summary().starts_with("n 1000, p50 5"), "the start");
+        assert_eq!(h.recent_summary(), "none", "nothing since");
+        (0..100).for_each(|_| h.record(Duration::from_millis(2)));
+        let recent = h.recent_summary();
+        assert!(recent.starts_with("n 100, p50 2.0 ms"), "{recent}");
+        assert!(
+            recent.ends_with("max 2.0 ms"),
+            "not the start's 500 ms: {recent}"
+        );
+        assert!(h.summary().starts_with("n 1100, p50 5"), "{}", h.summary());
     }
 }

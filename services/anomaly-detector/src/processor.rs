@@ -216,7 +216,7 @@ impl Processor for DetectorProcessor {
     }
 
     fn log_progress(&self) {
-        tracing::info!(counters = ?self.counters, sensors = self.fleet.sensors(), held = self.fleet.held(), tick_wait = %self.fleet.tick_wait.summary(), "detector counters");
+        tracing::info!(counters = ?self.counters, sensors = self.fleet.sensors(), held = self.fleet.held(), tick_wait = %self.fleet.tick_wait.summary(), tick_wait_recent = %self.fleet.tick_wait.recent_summary(), "detector counters");
     }
 }
 

@@ -58,6 +58,8 @@ impl RuntimeCounters {
             evicted = Self::get(&self.evicted),
             hop_latency = %self.hop_latency.summary(),
             service_latency = %self.service_latency.summary(),
+            // Since the previous line (10 s): the steady state, apart from a start's backlog.
+            service_latency_recent = %self.service_latency.recent_summary(),
             sink_write = %self.sink_write.summary(),
             sink_publish = %self.sink_publish.summary(),
             "consumer counters"

@@ -40,7 +40,8 @@ use std::time::{Duration, Instant};
 use airq_runtime::retry::{Backoff, RetryError, Retryable};
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
@@ -62,6 +63,11 @@ pub struct ConsumerSettings {
     /// A batch is processed when it holds this many messages or is this old.
     pub batch_size: usize,
     pub batch_timeout_ms: u64,
+    /// Also process a batch as soon as the consumer has nothing more queued (it caught up):
+    /// a live stream then waits for its work, not for `batch_timeout_ms`, while a backlog
+    /// still fills whole batches. Off for a sink that wants large batches more than latency.
+    #[serde(default = "ConsumerSettings::default_flush_when_caught_up")]
+    pub flush_when_caught_up: bool,
     /// Batches being written at once (their offsets are still stored in order).
     pub max_batches_in_flight: usize,
     /// Producer batching delay: larger batches for throughput, smaller for latency.
@@ -85,6 +91,10 @@ pub struct ConsumerSettings {
 impl ConsumerSettings {
     fn default_due_check_ms() -> u64 {
         1000
+    }
+
+    fn default_flush_when_caught_up() -> bool {
+        true
     }
 
     pub fn backoff(&self) -> Backoff {
@@ -472,8 +482,9 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
     }
 
     /// Gathers up to `batch_size` messages, or what arrived within `batch_timeout_ms` of the
-    /// first, or none once the processor's held work is due (asked every `due_check_ms`);
-    /// once a second, the watchdog checks the consumer's health.
+    /// first, or (`flush_when_caught_up`) what was queued when the first arrived, or none
+    /// once the processor's held work is due (asked every `due_check_ms`); once a second,
+    /// the watchdog checks the consumer's health.
     async fn collect(
         &mut self,
         shutdown: &CancellationToken,
@@ -512,26 +523,33 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
             };
             match msg {
                 Ok(m) => {
-                    watchdog.on_message();
-                    // One clock read a message: the hop before it and, later, its own latency.
-                    let received = wall_clock_us();
-                    if let Some(sent_ms) = m.timestamp().to_millis() {
-                        let sent = u64::try_from(sent_ms).unwrap_or(0).saturating_mul(1000);
-                        let hop = Duration::from_micros(received.saturating_sub(sent));
-                        self.counters.hop_latency.record(hop);
-                    }
                     if out.is_empty() {
                         deadline
                             .as_mut()
                             .reset(tokio::time::Instant::now() + timeout);
                     }
+                    receipts.push(received(&self.counters, watchdog, &m));
                     out.push(m.detach());
-                    receipts.push(received);
+                    if self.settings.flush_when_caught_up {
+                        // Take what is queued already, without waiting, and process it.
+                        while out.len() < size {
+                            match try_recv(&self.consumer) {
+                                Some(Ok(m)) => {
+                                    receipts.push(received(&self.counters, watchdog, &m));
+                                    out.push(m.detach());
+                                }
+                                Some(Err(e)) => {
+                                    consumer_error(&self.counters, watchdog, &e);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        break;
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    watchdog.on_error(Instant::now());
-                    RuntimeCounters::inc(&self.counters.consumer_errors, 1);
+                    consumer_error(&self.counters, watchdog, &e);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(self.settings.backoff().initial) => {}
@@ -570,6 +588,36 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
             }
         }
     }
+}
+
+/// The next message if one is queued already, without waiting for one.
+fn try_recv(consumer: &StreamConsumer) -> Option<KafkaResult<BorrowedMessage<'_>>> {
+    let mut next = std::pin::pin!(consumer.recv());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match next.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(m) => Some(m),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Counts a received message; returns when it was received (µs since the epoch). One clock
+/// read a message serves the hop before it and, once written, its own latency.
+fn received(counters: &RuntimeCounters, watchdog: &mut Watchdog, m: &BorrowedMessage) -> u64 {
+    watchdog.on_message();
+    let now = wall_clock_us();
+    if let Some(sent_ms) = m.timestamp().to_millis() {
+        let sent = u64::try_from(sent_ms).unwrap_or(0).saturating_mul(1000);
+        counters
+            .hop_latency
+            .record(Duration::from_micros(now.saturating_sub(sent)));
+    }
+    now
+}
+
+fn consumer_error(counters: &RuntimeCounters, watchdog: &mut Watchdog, e: &KafkaError) {
+    tracing::warn!(error = %e, "consumer error");
+    watchdog.on_error(Instant::now());
+    RuntimeCounters::inc(&counters.consumer_errors, 1);
 }
 
 /// The wall clock in microseconds since the epoch (message timestamps are wall-clock too).

@@ -1,5 +1,6 @@
 //! Writing one batch: the sink's items with retry, bisecting to the items the sink refuses
-//! for good; then the dead letters (the processor's rejections and the sink's).
+//! for good, while the processor's rejections go to the dead-letter topic; then, in
+//! consumption order, the sink's publish; then the dead letters of the items it refused.
 
 use std::sync::Arc;
 
@@ -53,15 +54,21 @@ pub(super) async fn write<S: Sink>(
     let Outputs {
         items,
         sources,
-        mut rejected,
+        rejected,
         carried: _,
     } = outputs;
-    let started = std::time::Instant::now();
-    let (refused, refused_items) = write_bisecting(&shared, &items, &sources).await?;
     let counters = &shared.ctx.counters;
+    let started = std::time::Instant::now();
+    // The processor's dead letters need no order: they go out while the sink writes.
+    let (written, dead) = tokio::join!(
+        write_bisecting(&shared, &items, &sources),
+        dead_letter(&shared, &batch, rejected),
+    );
+    let (refused, refused_items) = written?;
+    dead?;
     counters.sink_write.record(started.elapsed());
     RuntimeCounters::inc(&counters.sink_rejected, refused.len() as u64);
-    rejected.extend(refused);
+    let mut refused = refused;
     let kept: Vec<usize> = (0..items.len())
         .filter(|i| !refused_items.contains(i))
         .collect();
@@ -80,7 +87,7 @@ pub(super) async fn write<S: Sink>(
         Err(RetryError::Stopped(_)) => return Err(Stopped),
         Err(RetryError::Permanent(e)) => {
             tracing::error!(error = %e, items = accepted.len(), "the sink refuses to publish a batch; dead-lettering its messages");
-            rejected.extend(kept.iter().map(|&i| Rejection {
+            refused.extend(kept.iter().map(|&i| Rejection {
                 index: sources[i],
                 reason: REJECTED_BY_SINK.into(),
                 detail: e.to_string(),
@@ -91,12 +98,21 @@ pub(super) async fn write<S: Sink>(
     drop(done);
     // bench/replay.sh times the cleaner from the first to the last of these.
     tracing::debug!(messages = batch.len(), "batch written");
+    dead_letter(&shared, &batch, refused).await
+}
+
+/// Publishes the dead letters of `rejected` (one per message) and counts them.
+async fn dead_letter<S: Sink>(
+    shared: &Shared<S>,
+    batch: &[OwnedMessage],
+    mut rejected: Vec<Rejection>,
+) -> Result<(), Stopped> {
     if rejected.is_empty() {
         return Ok(());
     }
     rejected.sort_by_key(|r| r.index);
     rejected.dedup_by_key(|r| r.index);
-    publish_dead_letters(&shared, &batch, &rejected).await?;
+    publish_dead_letters(shared, batch, &rejected).await?;
     RuntimeCounters::inc(&shared.ctx.counters.dead_lettered, rejected.len() as u64);
     Ok(())
 }

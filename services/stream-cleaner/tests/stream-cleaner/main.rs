@@ -260,6 +260,33 @@ fn start_subprocess(env: &[(String, String)]) -> Child {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_cleaner_writes_each_arrival_without_waiting_for_the_batch_timeout() {
+    airq_runtime::init_tracing("warn");
+    let db = test_database().await;
+    let topics = unique_topics();
+    let mut s = settings(&db, &topics);
+    // Batches that would wait ten minutes to fill: only `flush_when_caught_up` writes them.
+    s.cleaner.batch_timeout_ms = 600_000;
+    s.cleaner.flush_when_caught_up = true;
+    let (stop, cleaner) = spawn_cleaner(s);
+    let pool = PgPool::connect(&db).await.unwrap();
+    let (msgs, _) = simulate(3, 4, FaultRates::none(), 11);
+    let mut stored = 0;
+    // One time step after another, each once the previous one is stored.
+    for step in msgs.chunks(3) {
+        produce(&topics.raw, step).await;
+        let expected = stored + step.len() as i64;
+        stored = wait_for_rows(&pool, expected, Duration::from_secs(60)).await;
+        assert_eq!(
+            stored, expected,
+            "written while the batch was far from full"
+        );
+    }
+    stop.cancel();
+    cleaner.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     let (msgs, _) = simulate(20, 1500, FaultRates::none(), 11);
     let (_, valid) = valid_keys(&msgs);
