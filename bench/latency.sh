@@ -7,6 +7,8 @@
 # the stack's durable Tansu (PostgreSQL storage) instead.
 # The stream is live (readings stamped with the wall clock, AIRQ_BENCH_SENSORS sensors, each
 # time step sent at its time); AIRQ_BENCH_LATENCY_MODE=backlog sends 2025's minutes instead.
+# AIRQ_BENCH_SPREAD=1: each sensor reports at its own phase of the interval, not the whole fleet
+# at the same instant.
 # AIRQ_BENCH_DETECTOR_BIN runs another build of the detector (a before/after pair).
 # Usage: bench/latency.sh [RATE] [SECONDS]
 # Writes bench/results/latency-<date>.txt.
@@ -57,7 +59,8 @@ sleep 5 # both join their groups
 MODE=${AIRQ_BENCH_LATENCY_MODE:-live}
 SENSORS=${AIRQ_BENCH_SENSORS:-$([ "$MODE" = live ] && echo 1000 || echo 100)}
 RESULT=$("$BIN/examples/latency" --brokers "$BROKERS" --raw-topic "raw_$ID" --anomalies-topic "anomalies_$ID" --processed-topic "processed_$ID" \
-  --rate "$RATE" --seconds "$SECONDS_" --sensors "$SENSORS" $([ "$MODE" = live ] && echo --live))
+  --rate "$RATE" --seconds "$SECONDS_" --sensors "$SENSORS" $([ "$MODE" = live ] && echo --live) \
+  $([ -n "${AIRQ_BENCH_SPREAD:-}" ] && echo --spread))
 # Stopped, each service logs its counters over the whole run.
 kill $PIDS 2>/dev/null || true
 wait $PIDS 2>/dev/null || true
@@ -65,7 +68,7 @@ last() { grep -h "$1" "$2" | tail -1 | grep -o "$3=[^=]*ms" || true; }
 # The p99 of each 10 s log window after the first two (the groups' join, the warm-up).
 windows() { grep -h "$1" "$2" | grep -o "$3=[^=]*ms" | sed -n '3,$p' | sed 's/.*p99 \([0-9.]*\) ms.*/\1/' | tr '\n' ' ' || true; }
 {
-  echo "# bench/latency.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, Tansu $STORAGE storage, $MODE stream of $SENSORS sensors"
+  echo "# bench/latency.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, Tansu $STORAGE storage, $MODE stream of $SENSORS sensors$([ -n "${AIRQ_BENCH_SPREAD:-}" ] && echo ", each at its own phase")"
   echo "$RESULT"
   echo "raw_data hop, sent -> the cleaner's receipt: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" hop_latency)"
   echo "processed_data hop, sent -> the detector's receipt: $(last 'consumer counters' "$STATE/bench/latency-detector.log" hop_latency)"

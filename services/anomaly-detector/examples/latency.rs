@@ -7,7 +7,9 @@
 //! With `--live`, the readings are stamped with the wall clock: the fleet reports every
 //! `sensors / rate` seconds, each time step sent at its time, as a live fleet does (late
 //! deliveries later). Without it, the stream starts at 2025-03-01 with a reading a minute
-//! (a backlog, judged with the backlog wait).
+//! (a backlog, judged with the backlog wait). With `--live --spread`, each sensor reports at
+//! its own phase of the interval (sensors on their own clocks) instead of the whole fleet at
+//! the same instant.
 //!
 //! cargo run --release -p anomaly-detector --example latency -- --rate 5000 --seconds 60 --live
 
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use airq_detect::{AnomalyEvent, AnomalyKind, Status};
 use airq_domain::Reading;
-use airq_sim::sim::{FleetSpec, Simulator};
+use airq_sim::sim::{FleetSpec, Outgoing, Simulator};
 use anyhow::Context;
 use clap::Parser;
 use rdkafka::Message;
@@ -50,6 +52,9 @@ struct Args {
     /// Stamp the readings with the wall clock and send each time step at its time.
     #[arg(long)]
     live: bool,
+    /// Live: each sensor reports at its own phase of the interval, not all at once.
+    #[arg(long)]
+    spread: bool,
     /// Live: leave out the events raised by the readings of the first seconds (the detector
     /// warms each new sensor from PostgreSQL on its first reading).
     #[arg(long, default_value_t = 10)]
@@ -109,7 +114,11 @@ async fn main() -> anyhow::Result<()> {
         faults,
     })
     .run(ticks);
-    let messages = stream.messages;
+    let messages = if args.live && args.spread {
+        spread(stream.messages, start, interval)
+    } else {
+        stream.messages
+    };
     eprintln!(
         "{} messages, {ticks} time steps of {} ms from {start}",
         messages.len(),
@@ -263,4 +272,46 @@ fn summary(mut l: Vec<f64>) -> String {
         q(0.99),
         l[l.len() - 1]
     )
+}
+
+/// Each sensor at its own phase of `interval` (a hash of its id): its readings' times move by
+/// it, and each time step's messages go out in phase order. A message keeps its time step in
+/// the stream, so a late delivery stays late; one that is not a reading goes at the step's start.
+fn spread(
+    messages: Vec<Outgoing>,
+    start: chrono::DateTime<chrono::Utc>,
+    interval: chrono::Duration,
+) -> Vec<Outgoing> {
+    use std::hash::{Hash, Hasher};
+    let interval_ms = interval.num_milliseconds().max(1) as u64;
+    let phase = |id: &str| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        chrono::Duration::milliseconds((h.finish() % interval_ms) as i64)
+    };
+    let mut step = start;
+    let mut out: Vec<(chrono::DateTime<chrono::Utc>, chrono::Duration, Outgoing)> = messages
+        .into_iter()
+        .map(|mut m| {
+            let mut offset = chrono::Duration::zero();
+            if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
+                let id = v["sensor_id"].as_str().map(str::to_owned);
+                let ts = v["timestamp"]
+                    .as_str()
+                    .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
+                if let (Some(id), Some(ts)) = (id, ts) {
+                    step = step.max(ts);
+                    offset = phase(&id);
+                    v["timestamp"] = (ts + offset)
+                        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                        .to_string()
+                        .into();
+                    m.payload = serde_json::to_vec(&v).expect("a JSON value serializes");
+                }
+            }
+            (step, offset, m)
+        })
+        .collect();
+    out.sort_by_key(|(step, offset, _)| (*step, *offset));
+    out.into_iter().map(|(_, _, m)| m).collect()
 }
