@@ -36,7 +36,7 @@ LOG=$STATE/bench/train-beijing-$ID.log
   "$BENCH_PYTHON" "$ROOT/bench/forecast_refs.py" "$FEATURES" "$(nproc)"
   # The gain of each feature group: our boosting refitted without it.
   for d in $("$BENCH_PYTHON" "$ROOT/bench/feature_groups.py" "$FEATURES"); do
-    echo "without ${d##*-without-}: $("$ROOT/target/release/examples/fit_features" "$d" | sed 's/.*refit=false: //')"
+    echo "without ${d##*-without-}: $("$ROOT/target/release/examples/fit_features" "$d" | sed 's/.*refit=false[^:]*: //')"
     rm -rf "$d"
   done
 } | tee -a "$OUT/train-beijing-$(date -u +%Y-%m-%d).txt"

@@ -5,12 +5,15 @@
 //!
 //! Usage: cargo run --release -p airq-model --example fit_features -- DIR [key=value ...]
 //! with keys of [`BoostParams`] (rounds, learning_rate, max_leaves, max_depth, min_leaf,
-//! lambda, subsample, feature_fraction, patience, seed, threads) and `refit=1` to refit on
-//! every training row with the best number of rounds.
+//! lambda, subsample, feature_fraction, patience, seed, threads), `refit=1` to refit on
+//! every training row with the best number of rounds, and `linear_share_max` (default 0.5, as
+//! the trainer): a ridge model fitted on the same rows blended in, its share chosen on the
+//! validation window (`airq_model::linear`).
 
 use std::time::Instant;
 
 use airq_model::boost::{BoostParams, Validation, fit_boosted};
+use airq_model::linear::{best_share, fit_ridge};
 use airq_model::tree::Binned;
 
 struct Rows {
@@ -69,6 +72,7 @@ fn main() -> Result<(), Error> {
         threads: 2,
     };
     let mut refit = false;
+    let mut share_max = 0.5;
     for kv in &args[1..] {
         let (k, v) = kv.split_once('=').ok_or(format!("{kv}: not key=value"))?;
         let v: f64 = v.parse().map_err(|_| format!("{kv}: not a number"))?;
@@ -85,6 +89,7 @@ fn main() -> Result<(), Error> {
             "seed" => p.seed = v as u64,
             "threads" => p.threads = v as usize,
             "refit" => refit = v != 0.0,
+            "linear_share_max" => share_max = v,
             _ => return Err(format!("unknown key {k}").into()),
         }
     }
@@ -101,14 +106,17 @@ fn main() -> Result<(), Error> {
         .unwrap_or_default();
     let change = |r: &Rows, i: usize| r.y[i] - r.x[i][0];
     let (mut fx, mut fy, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The levels, for the ridge model and the blend.
+    let (mut fy_level, mut vy_level) = (Vec::new(), Vec::new());
     for i in 0..train.y.len() {
-        let (x, y) = if train.target[i] >= cut {
-            (&mut vx, &mut vy)
+        let (x, y, level) = if train.target[i] >= cut {
+            (&mut vx, &mut vy, &mut vy_level)
         } else {
-            (&mut fx, &mut fy)
+            (&mut fx, &mut fy, &mut fy_level)
         };
         x.push(train.x[i].clone());
         y.push(change(&train, i));
+        level.push(train.y[i]);
     }
     let started = Instant::now();
     let binned = Binned::new(&fx, 255);
@@ -128,15 +136,31 @@ fn main() -> Result<(), Error> {
         fit = fit_boosted(&train.x, &binned, &all_y, q, None, &|| {});
         seconds += started.elapsed().as_secs_f64();
     }
+    let boosted = |x: &[f64]| {
+        x[0] + fit.base + p.learning_rate * fit.trees.iter().map(|t| t.predict(x)).sum::<f64>()
+    };
+    // The linear share, chosen on the validation window (as the trainer does).
+    let started = Instant::now();
+    let (share, blended_validation, ridge) = if share_max > 0.0 {
+        let ridge = fit_ridge(&fx, &fy_level).map_err(|e| e.to_string())?;
+        let trees: Vec<f64> = vx.iter().map(|x| boosted(x)).collect();
+        let lin: Vec<f64> = vx.iter().map(|x| ridge.predict(x)).collect();
+        let (share, rmse) = best_share(&trees, &lin, &vy_level, share_max);
+        (share, rmse, Some(ridge))
+    } else {
+        (0.0, f64::NAN, None)
+    };
+    seconds += started.elapsed().as_secs_f64();
     let pred: Vec<f64> = test
         .x
         .iter()
         .map(|x| {
-            x[0] + fit.base + p.learning_rate * fit.trees.iter().map(|t| t.predict(x)).sum::<f64>()
+            let lin = ridge.as_ref().map_or(0.0, |r| r.predict(x));
+            (1.0 - share) * boosted(x) + share * lin
         })
         .collect();
     println!(
-        "boosting {p:?} refit={refit}: fit rows {} validation rows {}, rounds {best}, best validation RMSE {:.3}, test RMSE {:.3}, floored at 0 (as served) {:.3}, fit seconds {seconds:.1}",
+        "boosting {p:?} refit={refit} linear_share {share:.2} (at most {share_max}, blended validation RMSE {blended_validation:.3}): fit rows {} validation rows {}, rounds {best}, best validation RMSE {:.3}, test RMSE {:.3}, floored at 0 (as served) {:.3}, fit seconds {seconds:.1}",
         fx.len(),
         vx.len(),
         best_validation,

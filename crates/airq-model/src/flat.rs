@@ -124,6 +124,8 @@ pub enum Predictor {
     },
     /// `x[from] + inner(x)`.
     Delta { from: usize, inner: Box<Predictor> },
+    /// `sum(weight * part(x))`, in order.
+    Blend(Vec<(f64, Predictor)>),
     /// Models without trees.
     Plain(Model),
 }
@@ -145,6 +147,9 @@ impl Predictor {
                 from: *from,
                 inner: Box::new(Predictor::new(inner)),
             },
+            Model::Blend { parts } => {
+                Predictor::Blend(parts.iter().map(|(w, m)| (*w, Predictor::new(m))).collect())
+            }
             other => Predictor::Plain(other.clone()),
         }
     }
@@ -160,6 +165,7 @@ impl Predictor {
             Predictor::Delta { from, inner } => {
                 x.get(*from).copied().unwrap_or(f64::NAN) + inner.predict(x)
             }
+            Predictor::Blend(parts) => parts.iter().map(|(w, p)| w * p.predict(x)).sum(),
             Predictor::Plain(m) => m.predict(x),
         }
     }
@@ -263,6 +269,19 @@ mod tests {
         };
         same(&model, &x);
         assert!(matches!(Predictor::new(&model), Predictor::Delta { .. }));
+        // Blended with a ridge model fitted on the same rows, still bit for bit.
+        let clean: Vec<Vec<f64>> = x
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| if v.is_nan() { 0.0 } else { *v })
+                    .collect()
+            })
+            .collect();
+        let linear = crate::linear::fit_ridge(&clean, &y).unwrap();
+        let blended = crate::linear::blend(model, linear, 0.3);
+        same(&blended, &clean);
+        assert!(matches!(Predictor::new(&blended), Predictor::Blend(_)));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! - [`Artifact`]: what the registry stores: the model, its [`FeatureSpec`], its name and
 //!   the format version; the prediction API loads it and predicts with [`Model::predict`];
+//! - [`linear`]: ridge regression, and the blend of a model with a share of it;
 //! - [`tree`]: histogram-based regression trees (CART on quantile bins) and the random forest
 //!   ([`tree::fit_forest`]); [`boost`]: gradient boosting grown leaf-wise ([`boost::fit_boosted`]);
 //! - [`Predictor`]: a model laid out for serving (each ensemble's trees in one flat array).
@@ -10,6 +11,7 @@
 pub mod boost;
 pub mod flat;
 pub mod horizon;
+pub mod linear;
 pub mod tree;
 
 use std::collections::BTreeMap;
@@ -48,6 +50,9 @@ pub enum Model {
     /// Trees cannot extrapolate beyond the levels they saw; the hour-to-hour change is a
     /// steadier target than the level.
     Delta { from: usize, inner: Box<Model> },
+    /// `sum(weight * model(x))`, in order: e.g. a tree ensemble with a share of a linear
+    /// model ([`linear::blend`]).
+    Blend { parts: Vec<(f64, Model)> },
 }
 
 impl Model {
@@ -77,6 +82,7 @@ impl Model {
             Model::Delta { from, inner } => {
                 x.get(*from).copied().unwrap_or(f64::NAN) + inner.predict(x)
             }
+            Model::Blend { parts } => parts.iter().map(|(w, m)| w * m.predict(x)).sum(),
         }
     }
 
@@ -101,6 +107,14 @@ impl Model {
                 }
             }
             Model::Delta { inner, .. } => imp = inner.importances(n_features),
+            Model::Blend { parts } => {
+                for (w, m) in parts {
+                    let part = m.importances(n_features);
+                    imp.iter_mut()
+                        .zip(part)
+                        .for_each(|(i, p)| *i += w.abs() * p);
+                }
+            }
         }
         let total: f64 = imp.iter().sum();
         if total > 0.0 {

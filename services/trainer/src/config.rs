@@ -69,6 +69,10 @@ pub struct BoostingSettings {
     pub feature_fraction: f64,
     pub patience: usize,
     pub validation_days: i64,
+    /// The largest share of a ridge model blended into the boosting's forecast, chosen on the
+    /// validation window (0: the boosting alone).
+    #[serde(default)]
+    pub linear_share_max: f64,
     /// Variants of these settings also fitted; the one with the lowest validation RMSE wins.
     #[serde(default)]
     pub search: Vec<BoostingVariant>,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use airq_features::Dataset;
 use airq_model::boost::{self, BoostParams, Validation};
 use airq_model::tree::{self, Binned, ForestParams, TreeParams};
-use airq_model::{Model, Predictor, Scores, scores};
+use airq_model::{Model, Predictor, Scores, linear, scores};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
@@ -68,97 +68,23 @@ pub fn persistence() -> Trained {
     }
 }
 
-/// The ridge penalty of the linear model, relative to the rows: `lambda = RIDGE * n` on
-/// standardized features (whose Gram matrix has `n` on its diagonal), a 0.1 % shrinkage.
-const RIDGE: f64 = 1e-3;
-
-/// Least squares with a small ridge penalty on standardized features. Some features are
-/// exact combinations of others (`nb_change1 = nb_pm2_5_lag0 - nb_pm2_5_lag1`, `nb_dev`), which
-/// makes plain least squares singular (linfa-linear's OLS returned weights of 1e12 on them);
-/// the penalty makes the normal equations solvable and changes nothing measurable otherwise.
+/// Ridge regression on standardized features ([`airq_model::linear::fit_ridge`]).
 pub fn linear(train: &Dataset) -> anyhow::Result<Trained> {
     let started = Instant::now();
-    let (n, f) = (train.len(), train.x.first().map_or(0, Vec::len));
-    anyhow::ensure!(n > f, "{n} training rows for {f} features");
-    let mean: Vec<f64> = (0..f)
-        .map(|j| train.x.iter().map(|r| r[j]).sum::<f64>() / n as f64)
-        .collect();
-    let scale: Vec<f64> = (0..f)
-        .map(|j| {
-            let var = train
-                .x
-                .iter()
-                .map(|r| (r[j] - mean[j]).powi(2))
-                .sum::<f64>()
-                / n as f64;
-            if var > 1e-12 { var.sqrt() } else { 1.0 }
-        })
-        .collect();
-    let y_mean = train.y.iter().sum::<f64>() / n as f64;
-    // The normal equations (X'X + lambda I) w = X'(y - mean y).
-    let mut gram = vec![vec![0.0; f]; f];
-    let mut rhs = vec![0.0; f];
-    let mut z = vec![0.0; f];
-    for (r, y) in train.x.iter().zip(&train.y) {
-        for j in 0..f {
-            z[j] = (r[j] - mean[j]) / scale[j];
-        }
-        for j in 0..f {
-            rhs[j] += z[j] * (y - y_mean);
-            for k in 0..=j {
-                gram[j][k] += z[j] * z[k];
-            }
-        }
-    }
-    for (j, row) in gram.iter_mut().enumerate() {
-        row[j] += RIDGE * n as f64;
-    }
-    let weights = solve_spd(gram, rhs).context("fitting the linear model")?;
+    let model = linear::fit_ridge(&train.x, &train.y).context("fitting the linear model")?;
     Ok(Trained {
         name: "linear",
-        model: Model::Linear {
-            mean,
-            scale,
-            weights,
-            intercept: y_mean,
-        },
+        model,
         params: vec![
             ("standardized".into(), "true".into()),
             ("solver".into(), "ridge normal equations, Cholesky".into()),
-            ("ridge".into(), format!("{RIDGE} x rows")),
+            ("ridge".into(), format!("{} x rows", linear::RIDGE)),
         ],
         train_seconds: started.elapsed().as_secs_f64(),
         trials: Vec::new(),
         held_out: false,
         chosen: None,
     })
-}
-
-/// Solves `a x = b` for a symmetric positive definite `a` (its lower triangle is read) by
-/// Cholesky decomposition.
-fn solve_spd(mut a: Vec<Vec<f64>>, b: Vec<f64>) -> anyhow::Result<Vec<f64>> {
-    let f = b.len();
-    for j in 0..f {
-        let d = a[j][j] - (0..j).map(|k| a[j][k] * a[j][k]).sum::<f64>();
-        anyhow::ensure!(
-            d > 0.0 && d.is_finite(),
-            "the normal equations are not positive definite"
-        );
-        a[j][j] = d.sqrt();
-        for i in j + 1..f {
-            a[i][j] = (a[i][j] - (0..j).map(|k| a[i][k] * a[j][k]).sum::<f64>()) / a[j][j];
-        }
-    }
-    // L y = b, then L' x = y.
-    let mut y = vec![0.0; f];
-    for i in 0..f {
-        y[i] = (b[i] - (0..i).map(|k| a[i][k] * y[k]).sum::<f64>()) / a[i][i];
-    }
-    let mut x = vec![0.0; f];
-    for i in (0..f).rev() {
-        x[i] = (y[i] - (i + 1..f).map(|k| a[k][i] * x[k]).sum::<f64>()) / a[i][i];
-    }
-    Ok(x)
 }
 
 fn max_features(f: usize, fraction: f64) -> usize {
@@ -221,7 +147,8 @@ pub fn forest(
 /// lowest validation RMSE is the candidate, the others are its [`Trained::trials`].
 pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Sync)) -> Trained {
     let started = Instant::now();
-    let (fit, validation) = match validation_start(train, cfg.boosting.validation_days) {
+    let window = validation_start(train, cfg.boosting.validation_days);
+    let (fit, validation) = match window {
         Some(from) => split(train, from),
         None => (train.clone(), train.clone()),
     };
@@ -273,7 +200,18 @@ pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Syn
         .unwrap_or(0);
     let (chosen, model) = trials.swap_remove(best);
     let chosen_settings = settings.get(best).cloned();
+    let share_max = if window.is_some() {
+        cfg.boosting.linear_share_max
+    } else {
+        0.0
+    };
+    let (model, share, blended_rmse) = with_linear_share(model, &fit, &validation, share_max);
     let mut params = chosen.params.clone();
+    params.push(("linear_share".into(), format!("{share:.2}")));
+    params.push((
+        "validation_rmse_blended".into(),
+        format!("{blended_rmse:.4}"),
+    ));
     params.push(("search_trials".into(), settings.len().to_string()));
     params.push((
         "validation_rmse".into(),
@@ -291,6 +229,43 @@ pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Syn
         held_out: true,
         chosen: chosen_settings,
     }
+}
+
+/// The boosting blended with a ridge model fitted on the same rows: the linear share (at most
+/// `max`) with the lowest RMSE on the validation window, as served (floored at 0); 0 keeps the
+/// boosting alone. Returns the model, the share and that validation RMSE.
+fn with_linear_share(
+    boosted: Model,
+    fit: &Dataset,
+    validation: &Dataset,
+    max: f64,
+) -> (Model, f64, f64) {
+    let predicted = |m: &Model| {
+        let p = Predictor::new(m);
+        validation
+            .x
+            .iter()
+            .map(|x| p.predict(x))
+            .collect::<Vec<f64>>()
+    };
+    let trees = predicted(&boosted);
+    let alone = scores(
+        &validation.y,
+        &trees.iter().map(|v| v.max(0.0)).collect::<Vec<_>>(),
+    )
+    .rmse;
+    if max <= 0.0 || validation.is_empty() {
+        return (boosted, 0.0, alone);
+    }
+    let ridge = match linear::fit_ridge(&fit.x, &fit.y) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "no linear share: the ridge model did not fit");
+            return (boosted, 0.0, alone);
+        }
+    };
+    let (share, rmse) = linear::best_share(&trees, &predicted(&ridge), &validation.y, max);
+    (linear::blend(boosted, ridge, share), share, rmse)
 }
 
 /// A model of the same kind and settings as `c`, fitted on `train` (e.g. another horizon's
@@ -433,40 +408,13 @@ pub(crate) mod tests {
                 feature_fraction: 0.8,
                 patience: 20,
                 validation_days: 2,
+                linear_share_max: 0.5,
                 search: vec![BoostingVariant {
                     max_leaves: Some(4),
                     ..BoostingVariant::default()
                 }],
             },
         }
-    }
-
-    #[test]
-    fn the_linear_model_solves_least_squares_and_survives_collinear_features() {
-        // y = 1 + 2 a - b, exactly; the third feature is a - b (collinear).
-        let rows: Vec<(f64, f64)> = (0..200)
-            .map(|i| ((i % 17) as f64, (i % 5) as f64 * 1.5))
-            .collect();
-        let d = Dataset {
-            x: rows.iter().map(|(a, b)| vec![*a, *b, a - b]).collect(),
-            y: rows.iter().map(|(a, b)| 1.0 + 2.0 * a - b).collect(),
-            target: vec![DateTime::<Utc>::UNIX_EPOCH; 200],
-            sensor: vec!["s".into(); 200],
-            last: vec![0.0; 200],
-        };
-        let m = linear(&d).unwrap().model;
-        for (x, y) in d.x.iter().zip(&d.y) {
-            assert!(
-                (m.predict(x) - y).abs() < 0.05,
-                "{} against {y}",
-                m.predict(x)
-            );
-        }
-        let spd = solve_spd(vec![vec![4.0, 0.0], vec![2.0, 3.0]], vec![2.0, 5.0]).unwrap();
-        assert!(
-            (spd[0] + 0.5).abs() < 1e-12 && (spd[1] - 2.0).abs() < 1e-12,
-            "{spd:?}"
-        );
     }
 
     #[test]
