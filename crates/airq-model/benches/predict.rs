@@ -13,22 +13,24 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Features of the synthetic model.
 const FEATURES: usize = 24;
 
-fn rows(n: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
+fn rows(n: usize, features: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
     (0..n)
-        .map(|_| (0..FEATURES).map(|_| rng.random::<f64>() * 100.0).collect())
+        .map(|_| (0..features).map(|_| rng.random::<f64>() * 100.0).collect())
         .collect()
 }
 
-fn model() -> (String, Model) {
+/// The model's name, the model and its number of features.
+fn model() -> (String, Model, usize) {
     if let Ok(path) = std::env::var("AIRQ_BENCH_ARTIFACT") {
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let a = Artifact::from_json(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
-        return (a.name, a.model);
+        return (a.name, a.model, a.feature_names.len());
     }
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let x = rows(20_000, &mut rng);
+    let x = rows(20_000, FEATURES, &mut rng);
     let y: Vec<f64> = x
         .iter()
         .map(|r| r[0] * 0.8 + (r[1] * 0.1).sin() * 10.0 + r[2].max(r[3]) * 0.2)
@@ -53,13 +55,13 @@ fn model() -> (String, Model) {
         learning_rate: p.learning_rate,
         trees,
     };
-    ("synthetic gradient_boosting".into(), model)
+    ("synthetic gradient_boosting".into(), model, FEATURES)
 }
 
 fn bench(c: &mut Criterion) {
-    let (name, model) = model();
+    let (name, model, features) = model();
     let flat = Predictor::new(&model);
-    let inputs = rows(1024, &mut ChaCha8Rng::seed_from_u64(2));
+    let inputs = rows(1024, features, &mut ChaCha8Rng::seed_from_u64(2));
     let mut g = c.benchmark_group(format!("predict {name}"));
     let mut i = 0;
     g.bench_function("Model::predict", |b| {
