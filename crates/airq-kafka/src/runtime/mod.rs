@@ -7,8 +7,10 @@
 //! - **At least once.** A batch's offsets are stored only after its items are written and
 //!   its dead letters acknowledged, and only after every older batch's: a crash anywhere
 //!   redelivers, never loses. Up to `max_batches_in_flight` batches are written while the
-//!   next is consumed and processed. A processor may hold messages to judge with later
-//!   ones (the detector's event-time ticks): the offsets stored stop at the oldest held
+//!   next is consumed and processed. A batch closes when it is full, when it is
+//!   `batch_timeout_ms` old, or (`flush_when_caught_up`) once nothing more is queued.
+//!   A processor may hold messages to judge with later ones (the detector's event-time
+//!   ticks): the offsets stored stop at the oldest held
 //!   ([`Processor::holding`]), and a processor whose held messages waited long enough is
 //!   called without new ones ([`Processor::due`]).
 //! - **Transient errors** (broker or database unreachable, a timeout) back off and retry
@@ -187,7 +189,7 @@ pub trait Processor: Send {
 
     /// Whether held messages waited long enough: the runtime then calls
     /// [`Processor::process`] with an empty batch, also when no message arrives (checked
-    /// once a second).
+    /// every `due_check_ms`).
     fn due(&self, _now: Instant) -> bool {
         false
     }
