@@ -171,16 +171,19 @@ impl Detector {
             fresh.into_iter().for_each(|r| self.neighbours.update(r));
         }
         // The neighbourhood is fixed while the tick is judged: a dense fleet's context is
-        // sorted once per timestamp instead of once per reading.
-        let mut dense: Option<Dense> = None;
+        // sorted once per timestamp instead of once per reading, and a fleet that is not
+        // dense is found so once per timestamp too.
+        let mut dense: Option<(DateTime<Utc>, Option<Dense>)> = None;
         readings
             .into_iter()
             .map(|r| {
-                if self.cfg.spatial.enabled && dense.as_ref().is_none_or(|d| d.ts() != r.timestamp)
+                if self.cfg.spatial.enabled
+                    && dense.as_ref().is_none_or(|(ts, _)| *ts != r.timestamp)
                 {
-                    dense = self.neighbours.dense(r.timestamp, &self.cfg.spatial);
+                    let d = self.neighbours.dense(r.timestamp, &self.cfg.spatial);
+                    dense = Some((r.timestamp, d));
                 }
-                self.step_in(r, dense.as_ref())
+                self.step_in(r, dense.as_ref().and_then(|(_, d)| d.as_ref()))
             })
             .collect()
     }

@@ -164,10 +164,6 @@ pub struct Dense {
 }
 
 impl Dense {
-    pub fn ts(&self) -> DateTime<Utc> {
-        self.ts
-    }
-
     /// The context of a reading whose sensor's own fresh values (if it has some) are `own`:
     /// the same as [`Neighbourhood::context`] computes from the other sensors one by one.
     fn context(&self, own: Option<&Measurements>, cfg: &SpatialConfig) -> Context {

@@ -13,8 +13,9 @@
 use std::time::Instant;
 
 use airq_model::boost::{BoostParams, Validation, fit_boosted};
-use airq_model::linear::{best_share, fit_ridge};
+use airq_model::linear::{best_share, blend, fit_ridge};
 use airq_model::tree::Binned;
+use airq_model::{Model, Predictor};
 
 struct Rows {
     x: Vec<Vec<f64>>,
@@ -136,29 +137,31 @@ fn main() -> Result<(), Error> {
         fit = fit_boosted(&train.x, &binned, &all_y, q, None, &|| {});
         seconds += started.elapsed().as_secs_f64();
     }
-    let boosted = |x: &[f64]| {
-        x[0] + fit.base + p.learning_rate * fit.trees.iter().map(|t| t.predict(x)).sum::<f64>()
+    // The change from the last hour, as the trainer models it.
+    let mut model = Model::Delta {
+        from: 0,
+        inner: Box::new(Model::Boosted {
+            base: fit.base,
+            learning_rate: p.learning_rate,
+            trees: fit.trees,
+        }),
     };
     // The linear share, chosen on the validation window (as the trainer does).
     let started = Instant::now();
-    let (share, blended_validation, ridge) = if share_max > 0.0 {
+    let (mut share, mut blended_validation) = (0.0, f64::NAN);
+    if share_max > 0.0 {
         let ridge = fit_ridge(&fx, &fy_level).map_err(|e| e.to_string())?;
-        let trees: Vec<f64> = vx.iter().map(|x| boosted(x)).collect();
-        let lin: Vec<f64> = vx.iter().map(|x| ridge.predict(x)).collect();
-        let (share, rmse) = best_share(&trees, &lin, &vy_level, share_max);
-        (share, rmse, Some(ridge))
-    } else {
-        (0.0, f64::NAN, None)
-    };
+        let predicted = |m: &Model| {
+            let p = Predictor::new(m);
+            vx.iter().map(|x| p.predict(x)).collect::<Vec<f64>>()
+        };
+        let (w, rmse) = best_share(&predicted(&model), &predicted(&ridge), &vy_level, share_max);
+        (share, blended_validation) = (w, rmse);
+        model = blend(model, ridge, share);
+    }
     seconds += started.elapsed().as_secs_f64();
-    let pred: Vec<f64> = test
-        .x
-        .iter()
-        .map(|x| {
-            let lin = ridge.as_ref().map_or(0.0, |r| r.predict(x));
-            (1.0 - share) * boosted(x) + share * lin
-        })
-        .collect();
+    let served = Predictor::new(&model);
+    let pred: Vec<f64> = test.x.iter().map(|x| served.predict(x)).collect();
     println!(
         "boosting {p:?} refit={refit} linear_share {share:.2} (at most {share_max}, blended validation RMSE {blended_validation:.3}): fit rows {} validation rows {}, rounds {best}, best validation RMSE {:.3}, test RMSE {:.3}, floored at 0 (as served) {:.3}, fit seconds {seconds:.1}",
         fx.len(),

@@ -1,6 +1,7 @@
-//! A latency histogram that any task records into without a lock: log-spaced buckets (5 %
-//! apart, from 1 us to about an hour), so its quantiles are within 5 % of the exact ones in
-//! constant memory, however long a service runs.
+//! A latency histogram that any task records into without a lock (only the log line's
+//! [`Histogram::recent_summary`] takes one): log-spaced buckets (5 % apart, from 1 us to about
+//! an hour), so its quantiles are within 5 % of the exact ones in constant memory, however
+//! long a service runs.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +49,7 @@ impl Histogram {
     }
 
     pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.counts().iter().sum()
     }
 
     fn counts(&self) -> Vec<u64> {

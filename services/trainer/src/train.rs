@@ -200,18 +200,14 @@ pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Syn
         .unwrap_or(0);
     let (chosen, model) = trials.swap_remove(best);
     let chosen_settings = settings.get(best).cloned();
-    let share_max = if window.is_some() {
-        cfg.boosting.linear_share_max
-    } else {
-        0.0
-    };
-    let (model, share, blended_rmse) = with_linear_share(model, &fit, &validation, share_max);
+    // Without a validation window there is nothing to choose a share on.
+    let share_max = window.map_or(0.0, |_| cfg.boosting.linear_share_max);
+    let (model, blended) = with_linear_share(model, &fit, &validation, share_max);
     let mut params = chosen.params.clone();
-    params.push(("linear_share".into(), format!("{share:.2}")));
-    params.push((
-        "validation_rmse_blended".into(),
-        format!("{blended_rmse:.4}"),
-    ));
+    if let Some((share, rmse)) = blended {
+        params.push(("linear_share".into(), format!("{share:.2}")));
+        params.push(("validation_rmse_blended".into(), format!("{rmse:.4}")));
+    }
     params.push(("search_trials".into(), settings.len().to_string()));
     params.push((
         "validation_rmse".into(),
@@ -232,14 +228,24 @@ pub fn boosting(train: &Dataset, cfg: &TrainSettings, progress: &(dyn Fn() + Syn
 }
 
 /// The boosting blended with a ridge model fitted on the same rows: the linear share (at most
-/// `max`) with the lowest RMSE on the validation window, as served (floored at 0); 0 keeps the
-/// boosting alone. Returns the model, the share and that validation RMSE.
+/// `max`) with the lowest RMSE on the validation window, as served (floored at 0); a share of 0
+/// keeps the boosting alone. Returns the model and, when a share was chosen, it and that RMSE.
 fn with_linear_share(
     boosted: Model,
     fit: &Dataset,
     validation: &Dataset,
     max: f64,
-) -> (Model, f64, f64) {
+) -> (Model, Option<(f64, f64)>) {
+    if max <= 0.0 || validation.is_empty() {
+        return (boosted, None);
+    }
+    let ridge = match linear::fit_ridge(&fit.x, &fit.y) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "no linear share: the ridge model did not fit");
+            return (boosted, None);
+        }
+    };
     let predicted = |m: &Model| {
         let p = Predictor::new(m);
         validation
@@ -248,24 +254,9 @@ fn with_linear_share(
             .map(|x| p.predict(x))
             .collect::<Vec<f64>>()
     };
-    let trees = predicted(&boosted);
-    let alone = scores(
-        &validation.y,
-        &trees.iter().map(|v| v.max(0.0)).collect::<Vec<_>>(),
-    )
-    .rmse;
-    if max <= 0.0 || validation.is_empty() {
-        return (boosted, 0.0, alone);
-    }
-    let ridge = match linear::fit_ridge(&fit.x, &fit.y) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "no linear share: the ridge model did not fit");
-            return (boosted, 0.0, alone);
-        }
-    };
-    let (share, rmse) = linear::best_share(&trees, &predicted(&ridge), &validation.y, max);
-    (linear::blend(boosted, ridge, share), share, rmse)
+    let (share, rmse) =
+        linear::best_share(&predicted(&boosted), &predicted(&ridge), &validation.y, max);
+    (linear::blend(boosted, ridge, share), Some((share, rmse)))
 }
 
 /// A model of the same kind and settings as `c`, fitted on `train` (e.g. another horizon's

@@ -58,17 +58,19 @@ pub(super) async fn write<S: Sink>(
         carried: _,
     } = outputs;
     let counters = &shared.ctx.counters;
-    let started = std::time::Instant::now();
     // The processor's dead letters need no order: they go out while the sink writes.
     let (written, dead) = tokio::join!(
-        write_bisecting(&shared, &items, &sources),
+        async {
+            let started = std::time::Instant::now();
+            let written = write_bisecting(&shared, &items, &sources).await;
+            counters.sink_write.record(started.elapsed());
+            written
+        },
         dead_letter(&shared, &batch, rejected),
     );
-    let (refused, refused_items) = written?;
+    let (mut refused, refused_items) = written?;
     dead?;
-    counters.sink_write.record(started.elapsed());
     RuntimeCounters::inc(&counters.sink_rejected, refused.len() as u64);
-    let mut refused = refused;
     let kept: Vec<usize> = (0..items.len())
         .filter(|i| !refused_items.contains(i))
         .collect();
