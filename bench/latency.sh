@@ -9,7 +9,8 @@
 # time step sent at its time); AIRQ_BENCH_LATENCY_MODE=backlog sends 2025's minutes instead.
 # AIRQ_BENCH_SPREAD=1: each sensor reports at its own phase of the interval, not the whole fleet
 # at the same instant.
-# AIRQ_BENCH_DETECTOR_BIN runs another build of the detector (a before/after pair).
+# AIRQ_BENCH_DETECTOR_BIN / AIRQ_BENCH_CLEANER_BIN run another build of the detector / the cleaner
+# (a before/after pair).
 # Usage: bench/latency.sh [RATE] [SECONDS]
 # Writes bench/results/latency-<date>.txt.
 set -euo pipefail
@@ -44,7 +45,7 @@ export RUST_LOG=${RUST_LOG:-warn,airq_kafka::runtime=info,anomaly_detector::proc
 # Latency over throughput: the cleaner flushes a batch after 5 ms instead of 100 ms and its
 # producer lingers 2 ms instead of 20.
 AIRQ__CLEANER__BATCH_TIMEOUT_MS=${AIRQ_BENCH_CLEANER_TIMEOUT_MS:-5} \
-AIRQ__CLEANER__PRODUCER_LINGER_MS=${AIRQ_BENCH_CLEANER_LINGER_MS:-2} "$BIN/stream-cleaner" run >"$STATE/bench/latency-cleaner.log" 2>&1 &
+AIRQ__CLEANER__PRODUCER_LINGER_MS=${AIRQ_BENCH_CLEANER_LINGER_MS:-2} "${AIRQ_BENCH_CLEANER_BIN:-$BIN/stream-cleaner}" run >"$STATE/bench/latency-cleaner.log" 2>&1 &
 PIDS=$!
 "${AIRQ_BENCH_DETECTOR_BIN:-$BIN/anomaly-detector}" run >"$STATE/bench/latency-detector.log" 2>&1 &
 PIDS="$PIDS $!"

@@ -1,8 +1,8 @@
 //! Cleaned readings into PostgreSQL (insert-if-absent on `(sensor_id, ts)`, sharded by
-//! sensor over concurrent inserts), then onto `processed_data`, keyed by the reading's region
-//! (`Location::region_key`): every sensor of a region lands on one partition, so the detector
-//! instance that owns it sees all of a sensor's neighbours, and each sensor's readings stay in
-//! order.
+//! sensor over concurrent inserts) and, at the same time, onto `processed_data`, keyed by the
+//! reading's region (`Location::region_key`): every sensor of a region lands on one
+//! partition, so the detector instance that owns it sees all of a sensor's neighbours, and
+//! each sensor's readings stay in order.
 
 use std::sync::Arc;
 
@@ -45,7 +45,7 @@ impl Sink for ReadingSink {
     }
 
     /// `processed_data`, in consumption order: each sensor's readings stay in order.
-    async fn publish(&self, readings: &[&ProcessedReading]) -> Result<(), SinkError> {
+    async fn publish(&self, readings: &[ProcessedReading]) -> Result<(), SinkError> {
         // The batch's messages in one buffer (librdkafka copies each payload it queues): one
         // allocation a batch instead of one a message.
         let mut payloads = Vec::with_capacity(readings.len() * ProcessedReading::JSON_CAPACITY);

@@ -226,13 +226,15 @@ pub trait Sink: Send + Sync + 'static {
     /// The durable write. Batches in flight are written concurrently.
     fn write(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
-    /// Runs after the batch's `write`, for the items it accepted, one batch at a time in
-    /// the order the batches were consumed: for outputs whose order matters downstream
-    /// (the cleaner's `processed_data`, which must keep each sensor's readings in order,
-    /// also when a retry makes an older batch's `write` finish after a newer one's).
+    /// Runs beside the batch's `write`, one batch at a time in the order the batches were
+    /// consumed: for outputs whose order matters downstream (the cleaner's `processed_data`,
+    /// which must keep each sensor's readings in order, also when a retry makes an older
+    /// batch's `write` finish after a newer one's). It does not wait for the write, so that a
+    /// reading's latency is the slower of the two rather than their sum: an item the write
+    /// then refuses for good has been published, and is dead-lettered all the same.
     fn publish(
         &self,
-        _items: &[&Self::Item],
+        _items: &[Self::Item],
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
         async { Ok(()) }
     }

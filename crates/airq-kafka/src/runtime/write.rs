@@ -1,6 +1,7 @@
-//! Writing one batch: the sink's items with retry, bisecting to the items the sink refuses
-//! for good, while the processor's rejections go to the dead-letter topic; then, in
-//! consumption order, the sink's publish; then the dead letters of the items it refused.
+//! Writing one batch, three things at once: the sink's items with retry, bisecting to the
+//! items the sink refuses for good; the processor's rejections to the dead-letter topic; and,
+//! in consumption order, the sink's publish. Then the dead letters of the items the sink
+//! refused.
 
 use std::sync::Arc;
 
@@ -58,8 +59,10 @@ pub(super) async fn write<S: Sink>(
         carried: _,
     } = outputs;
     let counters = &shared.ctx.counters;
-    // The processor's dead letters need no order: they go out while the sink writes.
-    let (written, dead) = tokio::join!(
+    // Three things at once: the sink's write, the processor's dead letters (no order needed)
+    // and, in consumption order, the sink's publish. The publish does not wait for the write:
+    // a live reading's latency is the slower of the two, not their sum.
+    let (written, dead, unpublished) = tokio::join!(
         async {
             let started = std::time::Instant::now();
             let written = write_bisecting(&shared, &items, &sources).await;
@@ -67,40 +70,49 @@ pub(super) async fn write<S: Sink>(
             written
         },
         dead_letter(&shared, &batch, rejected),
+        publish_in_turn(&shared, &items, &sources, after, done),
     );
-    let (mut refused, refused_items) = written?;
+    let mut refused = written?;
     dead?;
     RuntimeCounters::inc(&counters.sink_rejected, refused.len() as u64);
-    let kept: Vec<usize> = (0..items.len())
-        .filter(|i| !refused_items.contains(i))
-        .collect();
-    let accepted: Vec<&S::Item> = kept.iter().map(|&i| &items[i]).collect();
-    // In consumption order: wait for the batch before this one, publish, let the next go.
-    after.wait().await;
-    let turn = std::time::Instant::now();
-    match shared
-        .ctx
-        .retry("publishing the sink's outputs", || {
-            shared.sink.publish(&accepted)
-        })
-        .await
-    {
-        Ok(()) => {}
-        Err(RetryError::Stopped(_)) => return Err(Stopped),
-        Err(RetryError::Permanent(e)) => {
-            tracing::error!(error = %e, items = accepted.len(), "the sink refuses to publish a batch; dead-lettering its messages");
-            refused.extend(kept.iter().map(|&i| Rejection {
-                index: sources[i],
-                reason: REJECTED_BY_SINK.into(),
-                detail: e.to_string(),
-            }));
-        }
-    }
-    counters.sink_publish.record(turn.elapsed());
-    drop(done);
+    refused.extend(unpublished?);
     // bench/replay.sh times the cleaner from the first to the last of these.
     tracing::debug!(messages = batch.len(), "batch written");
     dead_letter(&shared, &batch, refused).await
+}
+
+/// Waits for the batch before this one to publish, publishes `items`, then lets the next
+/// batch go. Returns a rejection for each item's message if the sink refuses to publish.
+async fn publish_in_turn<S: Sink>(
+    shared: &Shared<S>,
+    items: &[S::Item],
+    sources: &[usize],
+    after: Turn,
+    done: Done,
+) -> Result<Vec<Rejection>, Stopped> {
+    after.wait().await;
+    let started = std::time::Instant::now();
+    let result = shared
+        .ctx
+        .retry("publishing the sink's outputs", || shared.sink.publish(items))
+        .await;
+    shared.ctx.counters.sink_publish.record(started.elapsed());
+    drop(done);
+    match result {
+        Ok(()) => Ok(Vec::new()),
+        Err(RetryError::Stopped(_)) => Err(Stopped),
+        Err(RetryError::Permanent(e)) => {
+            tracing::error!(error = %e, items = items.len(), "the sink refuses to publish a batch; dead-lettering its messages");
+            Ok(sources
+                .iter()
+                .map(|&index| Rejection {
+                    index,
+                    reason: REJECTED_BY_SINK.into(),
+                    detail: e.to_string(),
+                })
+                .collect())
+        }
+    }
 }
 
 /// Publishes the dead letters of `rejected` (one per message) and counts them.
@@ -120,15 +132,13 @@ async fn dead_letter<S: Sink>(
 }
 
 /// Writes `items`; a permanent failure splits the range in halves until the items that
-/// fail alone are found. Returns a rejection for the source message of each of those, and
-/// their indices in `items`.
+/// fail alone are found. Returns a rejection for the source message of each of those.
 async fn write_bisecting<S: Sink>(
     shared: &Shared<S>,
     items: &[S::Item],
     sources: &[usize],
-) -> Result<(Vec<Rejection>, Vec<usize>), Stopped> {
+) -> Result<Vec<Rejection>, Stopped> {
     let mut refused = Vec::new();
-    let mut refused_items = Vec::new();
     let mut ranges = vec![(0, items.len())];
     while let Some((lo, hi)) = ranges.pop() {
         if lo == hi {
@@ -144,7 +154,6 @@ async fn write_bisecting<S: Sink>(
             Err(RetryError::Stopped(_)) => return Err(Stopped),
             Err(RetryError::Permanent(e)) if hi - lo == 1 => {
                 tracing::warn!(error = %e, source = sources[lo], "the sink refuses an item; dead-lettering its message");
-                refused_items.push(lo);
                 refused.push(Rejection {
                     index: sources[lo],
                     reason: REJECTED_BY_SINK.into(),
@@ -160,7 +169,7 @@ async fn write_bisecting<S: Sink>(
             }
         }
     }
-    Ok((refused, refused_items))
+    Ok(refused)
 }
 
 /// Publishes each rejected message, untouched, with headers saying where it came from and why.
@@ -221,8 +230,8 @@ mod tests {
     use super::*;
     use crate::runtime::{Context, Outputs};
 
-    /// A sink that refuses the items listed in `poison`, takes long to write item 0, and
-    /// records what it wrote and published.
+    /// A sink that refuses the items listed in `poison`, takes long to write item 0 and to
+    /// publish item 1, and records what it wrote and published.
     struct Picky {
         poison: Vec<u32>,
         written: Mutex<Vec<u32>>,
@@ -244,36 +253,53 @@ mod tests {
             Ok(())
         }
 
-        async fn publish(&self, items: &[&u32]) -> Result<(), SinkError> {
-            self.published.lock().unwrap().extend(items.iter().copied());
+        async fn publish(&self, items: &[u32]) -> Result<(), SinkError> {
+            if items.contains(&1) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            self.published.lock().unwrap().extend_from_slice(items);
             Ok(())
         }
     }
 
+    fn outputs(items: Vec<u32>) -> Outputs<u32> {
+        let mut out = Outputs::default();
+        items
+            .into_iter()
+            .enumerate()
+            .for_each(|(i, x)| out.push(i, x));
+        out
+    }
+
     #[tokio::test]
-    async fn batches_publish_in_consumption_order_even_when_an_older_write_finishes_last() {
+    async fn a_batch_publishes_while_its_write_is_still_running() {
+        let s = Arc::new(shared(vec![]));
+        let (after, done, _) = Turn::after(Turn::default());
+        // Item 0 takes 200 ms to write.
+        let task = tokio::spawn(write(s.clone(), Vec::new(), outputs(vec![0]), after, done));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(*s.sink.published.lock().unwrap(), vec![0], "published");
+        assert!(s.sink.written.lock().unwrap().is_empty(), "still writing");
+        task.await.unwrap().unwrap();
+        assert_eq!(*s.sink.written.lock().unwrap(), vec![0]);
+    }
+
+    #[tokio::test]
+    async fn batches_publish_in_consumption_order_even_when_an_older_batch_is_slower() {
         let s = Arc::new(shared(vec![]));
         let (first_after, first_done, next) = Turn::after(Turn::default());
         let (second_after, second_done, _) = Turn::after(next);
-        let batch = |items: Vec<u32>| {
-            let mut out = Outputs::default();
-            items
-                .into_iter()
-                .enumerate()
-                .for_each(|(i, x)| out.push(i, x));
-            out
-        };
         let slow = tokio::spawn(write(
             s.clone(),
             Vec::new(),
-            batch(vec![0, 1, 2]),
+            outputs(vec![0, 1, 2]),
             first_after,
             first_done,
         ));
         let fast = tokio::spawn(write(
             s.clone(),
             Vec::new(),
-            batch(vec![3, 4]),
+            outputs(vec![3, 4]),
             second_after,
             second_done,
         ));
@@ -317,8 +343,8 @@ mod tests {
         let mut out = Outputs::default();
         // Item i comes from message i / 2 (two items per message).
         (0..100).for_each(|i| out.push(i as usize / 2, i));
-        let (refused, refused_items) = write_bisecting(&s, &out.items, &out.sources).await.unwrap();
-        assert_eq!(refused_items.len(), 2);
+        let refused = write_bisecting(&s, &out.items, &out.sources).await.unwrap();
+        assert_eq!(refused.len(), 2);
         let mut idx: Vec<usize> = refused.iter().map(|r| r.index).collect();
         idx.sort();
         assert_eq!(idx, vec![6, 38]);
@@ -346,7 +372,6 @@ mod tests {
             write_bisecting(&s, &items, &sources)
                 .await
                 .unwrap()
-                .0
                 .is_empty()
         );
         assert_eq!(*s.sink.calls.lock().unwrap(), 1);
