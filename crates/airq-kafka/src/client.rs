@@ -5,6 +5,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 
 use crate::KafkaError;
+use crate::publish::{Deliveries, Publisher};
 
 /// Operator overrides from the environment: `AIRQ_KAFKA_DEBUG` (librdkafka debug contexts,
 /// e.g. `cgrp,fetch`, logged through tracing) and `AIRQ_KAFKA_PROPERTIES`
@@ -49,9 +50,9 @@ pub fn observer(brokers: &str, group_id: &str) -> Result<BaseConsumer, KafkaErro
     with_overrides(cfg).create().map_err(KafkaError::Config)
 }
 
-/// An idempotent producer: acks from all in-sync replicas, no duplicates on retry,
-/// ordering kept per partition. `linger_ms` trades latency for batching.
-pub fn producer(brokers: &str, linger_ms: u32) -> Result<FutureProducer, KafkaError> {
+/// The settings of every producer of ours: idempotent, acks from all in-sync replicas, no
+/// duplicates on retry, ordering kept per partition. `linger_ms` trades latency for batching.
+pub fn producer_config(brokers: &str, linger_ms: u32) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
@@ -61,7 +62,24 @@ pub fn producer(brokers: &str, linger_ms: u32) -> Result<FutureProducer, KafkaEr
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
         .set("message.timeout.ms", "300000");
-    with_overrides(cfg).create().map_err(KafkaError::Config)
+    cfg
+}
+
+/// An idempotent producer with a future per message, for senders that wait on each.
+pub fn producer(brokers: &str, linger_ms: u32) -> Result<FutureProducer, KafkaError> {
+    with_overrides(producer_config(brokers, linger_ms))
+        .create()
+        .map_err(KafkaError::Config)
+}
+
+/// An idempotent producer whose deliveries are settled per batch ([`publish::send_all`]):
+/// the consumers' outputs and dead letters.
+///
+/// [`publish::send_all`]: crate::publish::send_all
+pub fn publisher(brokers: &str, linger_ms: u32) -> Result<Publisher, KafkaError> {
+    with_overrides(producer_config(brokers, linger_ms))
+        .create_with_context(Deliveries)
+        .map_err(KafkaError::Config)
 }
 
 /// A consumer in `group_id` for at-least-once processing: offsets are stored by the

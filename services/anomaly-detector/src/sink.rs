@@ -5,9 +5,9 @@
 //! `pollution_episodes` table only (upsert by id), never to the `anomalies` topic.
 
 use airq_detect::{AnomalyEvent, PollutionEpisode, Status};
+use airq_kafka::publish::{Outgoing, Publisher};
 use airq_kafka::runtime::{Sink, SinkError};
 use airq_store::StoreError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
 
 /// One thing the detector found at a reading.
@@ -21,7 +21,7 @@ pub enum Finding {
 
 pub struct EventSink {
     pub pool: PgPool,
-    pub producer: FutureProducer,
+    pub producer: Publisher,
     pub topic: String,
 }
 
@@ -60,16 +60,12 @@ impl EventSink {
             .filter(|e| !already_published(e, stored.get(&e.id).copied()))
             .collect();
         let payloads: Vec<Vec<u8>> = fresh.iter().map(|e| e.to_json()).collect();
-        let records: Vec<FutureRecord<'_, [u8], [u8]>> = fresh
+        let messages: Vec<_> = fresh
             .iter()
             .zip(&payloads)
-            .map(|(e, p)| {
-                FutureRecord::<[u8], [u8]>::to(&self.topic)
-                    .key(e.sensor_id.as_bytes())
-                    .payload(p)
-            })
+            .map(|(e, p)| Outgoing::new(&self.topic, Some(e.sensor_id.as_bytes()), p))
             .collect();
-        airq_kafka::publish::send_all(&self.producer, records).await?;
+        airq_kafka::publish::send_all(&self.producer, messages).await?;
         airq_store::anomalies::upsert_anomalies(&self.pool, events)
             .await
             .map_err(store_error)?;

@@ -30,7 +30,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     .await
     .context("creating topics")?;
     let factory = consumer_factory(&k.brokers, &settings.detector.group_id, &k.topics.processed);
-    let producer = airq_kafka::client::producer(&k.brokers, settings.detector.producer_linger_ms)?;
+    let producer = airq_kafka::client::publisher(&k.brokers, settings.detector.producer_linger_ms)?;
     let fleet = Fleet::new(settings.detect.clone(), settings.qc.clone());
     let processor = DetectorProcessor::new(
         fleet,

@@ -67,7 +67,7 @@ async fn run() -> anyhow::Result<()> {
         } => {
             anyhow::ensure!(from < to, "--from {from} is not before --to {to}");
             let coll = startup::collection(&settings.mongodb).await?;
-            let producer = airq_kafka::client::producer(&settings.kafka.brokers, 20)?;
+            let producer = airq_kafka::client::publisher(&settings.kafka.brokers, 20)?;
             let range = Range {
                 from,
                 to,

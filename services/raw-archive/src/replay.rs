@@ -1,12 +1,12 @@
 //! An archived range back to `raw_data`, in reading-time order, each payload exactly as it
 //! was received (the cleaner then applies today's rules; its sinks are idempotent).
 
+use airq_kafka::publish::{Outgoing, Publisher};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::Collection;
 use mongodb::bson::{Document, doc};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::document::{payload_bytes, replay_filter, replay_key};
 
@@ -22,7 +22,7 @@ pub struct Range {
 /// Publishes the range's documents to `topic`; returns how many.
 pub async fn replay(
     coll: &Collection<Document>,
-    producer: &FutureProducer,
+    producer: &Publisher,
     topic: &str,
     range: &Range,
 ) -> anyhow::Result<u64> {
@@ -54,18 +54,15 @@ pub async fn replay(
 const CHUNK: usize = 5000;
 
 async fn publish(
-    producer: &FutureProducer,
+    producer: &Publisher,
     topic: &str,
     batch: &[(Option<Vec<u8>>, Vec<u8>)],
 ) -> anyhow::Result<u64> {
-    let records = batch.iter().map(|(k, p)| {
-        let r = FutureRecord::<[u8], [u8]>::to(topic).payload(p.as_slice());
-        match k {
-            Some(k) => r.key(k.as_slice()),
-            None => r,
-        }
-    });
-    airq_kafka::publish::send_all(producer, records)
+    let messages: Vec<_> = batch
+        .iter()
+        .map(|(k, p)| Outgoing::new(topic, k.as_deref(), p))
+        .collect();
+    airq_kafka::publish::send_all(producer, messages)
         .await
         .context("publishing to raw_data")?;
     Ok(batch.len() as u64)

@@ -42,7 +42,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     .await
     .context("creating topics")?;
     let factory = consumer_factory(&k.brokers, &settings.archiver.group_id, &k.topics.raw);
-    let producer = airq_kafka::client::producer(&k.brokers, settings.archiver.producer_linger_ms)?;
+    let producer = airq_kafka::client::publisher(&k.brokers, settings.archiver.producer_linger_ms)?;
     let counters = Arc::new(Counters::default());
     let sink = ArchiveSink {
         collection: coll,

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use airq_domain::ProcessedReading;
+use airq_kafka::publish::{Outgoing, Publisher};
 use airq_kafka::runtime::{Sink, SinkError};
 use airq_store::StoreError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
 
 use crate::counters::Counters;
@@ -17,7 +17,7 @@ use crate::pipeline::Outcome;
 
 pub struct ReadingSink {
     pub pool: PgPool,
-    pub producer: FutureProducer,
+    pub producer: Publisher,
     pub processed_topic: String,
     /// Grid cell of the region key in degrees; 0 keys the whole fleet as one region.
     pub region_cell_deg: f64,
@@ -59,16 +59,14 @@ impl Sink for ReadingSink {
             .iter()
             .map(|r| r.location.region_key(self.region_cell_deg))
             .collect();
-        let records: Vec<FutureRecord<'_, [u8], [u8]>> = keys
+        let messages: Vec<_> = keys
             .iter()
             .zip(spans)
             .map(|(k, span)| {
-                FutureRecord::<[u8], [u8]>::to(&self.processed_topic)
-                    .key(k.as_bytes())
-                    .payload(&payloads[span])
+                Outgoing::new(&self.processed_topic, Some(k.as_bytes()), &payloads[span])
             })
             .collect();
-        airq_kafka::publish::send_all(&self.producer, records).await?;
+        airq_kafka::publish::send_all(&self.producer, messages).await?;
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     .await
     .context("creating topics")?;
     let factory = consumer_factory(&k.brokers, &settings.cleaner.group_id, &k.topics.raw);
-    let producer = airq_kafka::client::producer(&k.brokers, settings.cleaner.producer_linger_ms)?;
+    let producer = airq_kafka::client::publisher(&k.brokers, settings.cleaner.producer_linger_ms)?;
     let counters = Arc::new(Counters::default());
     let processor = CleanerProcessor::new(
         Cleaner::new(settings.qc.clone()),

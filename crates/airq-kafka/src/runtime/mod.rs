@@ -44,7 +44,6 @@ use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -232,10 +231,7 @@ pub trait Sink: Send + Sync + 'static {
     /// batch's `write` finish after a newer one's). It does not wait for the write, so that a
     /// reading's latency is the slower of the two rather than their sum: an item the write
     /// then refuses for good has been published, and is dead-lettered all the same.
-    fn publish(
-        &self,
-        _items: &[Self::Item],
-    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+    fn publish(&self, _items: &[Self::Item]) -> impl Future<Output = Result<(), SinkError>> + Send {
         async { Ok(()) }
     }
 }
@@ -279,7 +275,7 @@ pub fn consumer_factory(brokers: &str, group: &str, topic: &str) -> ConsumerFact
 /// Everything the write tasks share.
 struct Shared<S> {
     sink: S,
-    producer: FutureProducer,
+    producer: crate::publish::Publisher,
     dead_letter_topic: String,
     service: &'static str,
     ctx: Context,
@@ -308,7 +304,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
         service: &'static str,
         settings: ConsumerSettings,
         factory: ConsumerFactory,
-        producer: FutureProducer,
+        producer: crate::publish::Publisher,
         dead_letter_topic: String,
         processor: P,
         sink: S,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use airq_runtime::retry::RetryError;
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureRecord;
 use tokio::sync::oneshot;
 
 use super::{Outputs, Rejection, RuntimeCounters, Shared, Sink, SinkError};
@@ -94,7 +93,9 @@ async fn publish_in_turn<S: Sink>(
     let started = std::time::Instant::now();
     let result = shared
         .ctx
-        .retry("publishing the sink's outputs", || shared.sink.publish(items))
+        .retry("publishing the sink's outputs", || {
+            shared.sink.publish(items)
+        })
         .await;
     shared.ctx.counters.sink_publish.record(started.elapsed());
     drop(done);
@@ -192,19 +193,18 @@ async fn publish_dead_letters<S: Sink>(
         })
         .collect();
     let send = || {
-        let records: Vec<FutureRecord<'_, [u8], [u8]>> = headers
+        let messages: Vec<_> = headers
             .iter()
-            .map(|(m, h)| {
-                let rec = FutureRecord::<[u8], [u8]>::to(&shared.dead_letter_topic)
-                    .payload(m.payload().unwrap_or_default())
-                    .headers(h.clone());
-                match m.key() {
-                    Some(k) => rec.key(k),
-                    None => rec,
-                }
+            .map(|(m, h)| crate::publish::Outgoing {
+                headers: Some(h.clone()),
+                ..crate::publish::Outgoing::new(
+                    &shared.dead_letter_topic,
+                    m.key(),
+                    m.payload().unwrap_or_default(),
+                )
             })
             .collect();
-        crate::publish::send_all(&shared.producer, records)
+        crate::publish::send_all(&shared.producer, messages)
     };
     shared
         .ctx
@@ -318,7 +318,7 @@ mod tests {
     }
 
     fn shared(poison: Vec<u32>) -> Shared<Picky> {
-        let producer = crate::client::producer("127.0.0.1:1", 0).unwrap();
+        let producer = crate::client::publisher("127.0.0.1:1", 0).unwrap();
         Shared {
             sink: Picky {
                 poison,

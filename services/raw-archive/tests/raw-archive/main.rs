@@ -12,13 +12,13 @@
 
 use std::time::{Duration, Instant};
 
+use airq_kafka::publish::Outgoing;
 use futures::StreamExt;
 use mongodb::bson::{Document, doc};
 use raw_archive::config::Settings;
 use raw_archive::replay::{Range, replay};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
 fn brokers() -> String {
@@ -74,7 +74,7 @@ async fn every_message_is_archived_once_and_a_range_replays_exactly_as_received(
     airq_kafka::admin::ensure_topics(&s.kafka.brokers, &[&s.kafka.topics.raw], 3)
         .await
         .unwrap();
-    let producer = airq_kafka::client::producer(&s.kafka.brokers, 5).unwrap();
+    let producer = airq_kafka::client::publisher(&s.kafka.brokers, 5).unwrap();
     let mut payloads: Vec<(String, String)> = Vec::new();
     for sensor in ["CAP_001", "CAP_002"] {
         for hour in 0..24 {
@@ -84,11 +84,10 @@ async fn every_message_is_archived_once_and_a_range_replays_exactly_as_received(
     payloads.push(("CAP_001".into(), "{\"sensor_id\":".into())); // malformed: archived too
     airq_kafka::publish::send_all(
         &producer,
-        payloads.iter().map(|(k, p)| {
-            FutureRecord::<[u8], [u8]>::to(&s.kafka.topics.raw)
-                .key(k.as_bytes())
-                .payload(p.as_bytes())
-        }),
+        payloads
+            .iter()
+            .map(|(k, p)| Outgoing::new(&s.kafka.topics.raw, Some(k.as_bytes()), p.as_bytes()))
+            .collect::<Vec<_>>(),
     )
     .await
     .unwrap();

@@ -207,16 +207,16 @@ pub fn malformed(n: usize, seed: u64) -> Vec<Vec<u8>> {
 
 /// Produces `payloads` as they are, keyless.
 pub async fn produce_bytes(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
-    use rdkafka::producer::FutureRecord;
     airq_kafka::admin::ensure_topics(brokers, &[topic], 3)
         .await
         .expect("create topic");
-    let producer = airq_kafka::client::producer(brokers, 5).expect("producer");
+    let producer = airq_kafka::client::publisher(brokers, 5).expect("producer");
     for chunk in payloads.chunks(5000) {
-        let records = chunk
+        let messages: Vec<_> = chunk
             .iter()
-            .map(|p| FutureRecord::<[u8], [u8]>::to(topic).payload(p.as_slice()));
-        airq_kafka::publish::send_all(&producer, records)
+            .map(|p| airq_kafka::publish::Outgoing::new(topic, None, p))
+            .collect();
+        airq_kafka::publish::send_all(&producer, messages)
             .await
             .expect("send");
     }
