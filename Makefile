@@ -67,6 +67,7 @@ bench: stack build
 	cargo build --release -p airq-kafka --examples
 	bench/replay.sh
 	bench/profile_cleaner.sh
+	bench/json_parsers.sh
 	bench/platform.sh
 	bench/memory.sh 30 10        # the platform platform.sh left running, 30 live minutes after the replay
 	bench/latency.sh 5000 60
