@@ -36,19 +36,32 @@ struct Measurements {
 fn time(lines: &[&[u8]], mut decode: impl FnMut(&[u8]) -> usize) -> (f64, usize) {
     let started = Instant::now();
     let sum = lines.iter().map(|l| decode(l)).sum();
-    (started.elapsed().as_nanos() as f64 / lines.len() as f64, sum)
+    (
+        started.elapsed().as_nanos() as f64 / lines.len() as f64,
+        sum,
+    )
 }
 
 fn checksum(w: Option<Wire<'_>>) -> usize {
     w.and_then(|w| w.sensor_id).map_or(0, |s| s.len())
 }
 
-fn main() {
+/// The count in argument `arg`, or `default` without one.
+fn count(arg: Option<String>, default: usize, name: &str) -> Result<usize, String> {
+    arg.map_or(Ok(default), |a| {
+        a.parse()
+            .map_err(|_| format!("{name}: {a:?} is not a count"))
+    })
+}
+
+fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().expect("usage: json-parsers FILE [MESSAGES] [ROUNDS]");
-    let n: usize = args.next().map_or(200_000, |a| a.parse().expect("MESSAGES"));
-    let rounds: usize = args.next().map_or(5, |a| a.parse().expect("ROUNDS"));
-    let text = std::fs::read_to_string(&path).expect("reading FILE");
+    let path = args
+        .next()
+        .ok_or("usage: json-parsers FILE [MESSAGES] [ROUNDS]")?;
+    let n = count(args.next(), 200_000, "MESSAGES")?;
+    let rounds = count(args.next(), 5, "ROUNDS")?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     let lines: Vec<&[u8]> = text.lines().take(n).map(str::as_bytes).collect();
     println!(
         "{} messages of {path}, {} bytes on average",
@@ -66,18 +79,20 @@ fn main() {
             buf.extend_from_slice(l);
             checksum(simd_json::serde::from_slice(&mut buf).ok())
         });
-        assert!(a == b && b == c, "the parsers decoded different sensor ids");
+        if a != b || b != c {
+            return Err("the parsers decoded different sensor ids".into());
+        }
         println!(
             "round {round}: ns per message: serde_json {serde:.0}, sonic-rs {sonic:.0}, simd-json {simd:.0}"
         );
     }
     let differ = |f: &dyn Fn(&[u8]) -> bool| lines.iter().filter(|l| f(l)).count();
-    let sonic = differ(&|l| {
-        serde_json::from_slice::<Wire>(l).ok() != sonic_rs::from_slice::<Wire>(l).ok()
-    });
+    let sonic =
+        differ(&|l| serde_json::from_slice::<Wire>(l).ok() != sonic_rs::from_slice::<Wire>(l).ok());
     let simd = differ(&|l| {
         let mut b = l.to_vec();
         serde_json::from_slice::<Wire>(l).ok() != simd_json::serde::from_slice::<Wire>(&mut b).ok()
     });
     println!("messages decoded differently from serde_json: sonic-rs {sonic}, simd-json {simd}");
+    Ok(())
 }

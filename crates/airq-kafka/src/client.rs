@@ -52,7 +52,7 @@ pub fn observer(brokers: &str, group_id: &str) -> Result<BaseConsumer, KafkaErro
 
 /// The settings of every producer of ours: idempotent, acks from all in-sync replicas, no
 /// duplicates on retry, ordering kept per partition. `linger_ms` trades latency for batching.
-pub fn producer_config(brokers: &str, linger_ms: u32) -> ClientConfig {
+pub(crate) fn producer_config(brokers: &str, linger_ms: u32) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")

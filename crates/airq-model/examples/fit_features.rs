@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use airq_model::boost::{BoostParams, Validation, fit_boosted};
-use airq_model::linear::{best_share, blend, fit_ridge};
+use airq_model::linear::{blend, choose_share};
 use airq_model::tree::Binned;
 use airq_model::{Model, Predictor};
 
@@ -150,14 +150,10 @@ fn main() -> Result<(), Error> {
     let started = Instant::now();
     let (mut share, mut blended_validation) = (0.0, f64::NAN);
     if share_max > 0.0 {
-        let ridge = fit_ridge(&fx, &fy_level).map_err(|e| e.to_string())?;
-        let predicted = |m: &Model| {
-            let p = Predictor::new(m);
-            vx.iter().map(|x| p.predict(x)).collect::<Vec<f64>>()
-        };
-        let (w, rmse) = best_share(&predicted(&model), &predicted(&ridge), &vy_level, share_max);
-        (share, blended_validation) = (w, rmse);
-        model = blend(model, ridge, share);
+        let c = choose_share(&model, (&fx, &fy_level), (&vx, &vy_level), share_max)
+            .map_err(|e| e.to_string())?;
+        (share, blended_validation) = (c.share, c.validation_rmse);
+        model = blend(model, c.linear, share);
     }
     seconds += started.elapsed().as_secs_f64();
     let served = Predictor::new(&model);

@@ -4,7 +4,7 @@
 //! is smooth and extrapolates. A small share of a linear model in a tree ensemble's forecast
 //! is a cheap stack of the two ([`best_share`] picks it on held-out rows).
 
-use crate::Model;
+use crate::{Model, Predictor};
 
 /// The ridge penalty, relative to the rows: `lambda = RIDGE * n` on standardized features
 /// (whose Gram matrix has `n` on its diagonal), a 0.1 % shrinkage.
@@ -124,6 +124,36 @@ pub fn best_share(model: &[f64], linear: &[f64], truth: &[f64], max: f64) -> (f6
         )
 }
 
+/// A ridge model and the share of it to blend into another model ([`choose_share`]).
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub linear: Model,
+    pub share: f64,
+    /// The blend's RMSE on the held-out rows, as served.
+    pub validation_rmse: f64,
+}
+
+/// Fits a ridge model on `(x, y)` and picks its share in `model`'s forecast on the held-out
+/// rows `(val_x, val_y)` ([`best_share`], at most `max`). Apply it with [`blend`].
+pub fn choose_share(
+    model: &Model,
+    (x, y): (&[Vec<f64>], &[f64]),
+    (val_x, val_y): (&[Vec<f64>], &[f64]),
+    max: f64,
+) -> Result<Chosen, LinearError> {
+    let linear = fit_ridge(x, y)?;
+    let predicted = |m: &Model| {
+        let p = Predictor::new(m);
+        val_x.iter().map(|r| p.predict(r)).collect::<Vec<f64>>()
+    };
+    let (share, validation_rmse) = best_share(&predicted(model), &predicted(&linear), val_y, max);
+    Ok(Chosen {
+        linear,
+        share,
+        validation_rmse,
+    })
+}
+
 /// `(1 - share) * model + share * linear`; the model itself when `share` is 0.
 pub fn blend(model: Model, linear: Model, share: f64) -> Model {
     if share <= 0.0 {
@@ -164,6 +194,32 @@ mod tests {
                 features: 3
             })
         );
+    }
+
+    #[test]
+    fn a_linear_law_gets_the_largest_share_in_a_forecast_that_ignores_it() {
+        // y = 3 + 2 a - b; persistence forecasts a alone.
+        let x: Vec<Vec<f64>> = (0..300)
+            .map(|i| vec![f64::from(i % 17), f64::from(i % 5) * 1.5])
+            .collect();
+        let y: Vec<f64> = x.iter().map(|r| 3.0 + 2.0 * r[0] - r[1]).collect();
+        let c = choose_share(
+            &Model::Persistence,
+            (&x[..200], &y[..200]),
+            (&x[200..], &y[200..]),
+            0.5,
+        )
+        .unwrap();
+        assert!((c.share - 0.5).abs() < 1e-9, "{}", c.share);
+        let p = Predictor::new(&Model::Persistence);
+        let alone = best_share(
+            &x[200..].iter().map(|r| p.predict(r)).collect::<Vec<_>>(),
+            &y[200..],
+            &y[200..],
+            0.0,
+        )
+        .1;
+        assert!(c.validation_rmse < alone, "{} {alone}", c.validation_rmse);
     }
 
     #[test]

@@ -239,24 +239,20 @@ fn with_linear_share(
     if max <= 0.0 || validation.is_empty() {
         return (boosted, None);
     }
-    let ridge = match linear::fit_ridge(&fit.x, &fit.y) {
-        Ok(m) => m,
+    let (rows, held_out) = (
+        (fit.x.as_slice(), fit.y.as_slice()),
+        (validation.x.as_slice(), validation.y.as_slice()),
+    );
+    match linear::choose_share(&boosted, rows, held_out, max) {
+        Ok(c) => (
+            linear::blend(boosted, c.linear, c.share),
+            Some((c.share, c.validation_rmse)),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "no linear share: the ridge model did not fit");
-            return (boosted, None);
+            (boosted, None)
         }
-    };
-    let predicted = |m: &Model| {
-        let p = Predictor::new(m);
-        validation
-            .x
-            .iter()
-            .map(|x| p.predict(x))
-            .collect::<Vec<f64>>()
-    };
-    let (share, rmse) =
-        linear::best_share(&predicted(&boosted), &predicted(&ridge), &validation.y, max);
-    (linear::blend(boosted, ridge, share), Some((share, rmse)))
+    }
 }
 
 /// A model of the same kind and settings as `c`, fitted on `train` (e.g. another horizon's
