@@ -1,47 +1,62 @@
 //! Which offsets to store once a batch is durable.
 
-use std::collections::HashMap;
-
 use rdkafka::{Offset, TopicPartitionList};
 
 /// The highest offset seen per (topic, partition) in a batch, and the lowest offset the
 /// processor still holds (a message it will judge later: the stored offset stays at it, so a
-/// crash redelivers it).
+/// crash redelivers it). A batch spans a few partitions, so each is a short list searched in
+/// place: observing a message allocates nothing.
 #[derive(Debug, Default, Clone)]
 pub struct OffsetTracker {
-    highest: HashMap<(String, i32), i64>,
-    held: HashMap<(String, i32), i64>,
+    highest: Vec<(String, i32, i64)>,
+    held: Vec<(String, i32, i64)>,
+}
+
+/// The entry of (topic, partition), added with `offset` if absent.
+fn entry<'a>(
+    list: &'a mut Vec<(String, i32, i64)>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> &'a mut i64 {
+    let i = match list
+        .iter()
+        .position(|(t, p, _)| *p == partition && t == topic)
+    {
+        Some(i) => i,
+        None => {
+            list.push((topic.to_owned(), partition, offset));
+            list.len() - 1
+        }
+    };
+    &mut list[i].2
 }
 
 impl OffsetTracker {
     pub fn observe(&mut self, topic: &str, partition: i32, offset: i64) {
-        let entry = self
-            .highest
-            .entry((topic.to_owned(), partition))
-            .or_insert(offset);
-        *entry = (*entry).max(offset);
+        let highest = entry(&mut self.highest, topic, partition, offset);
+        *highest = (*highest).max(offset);
     }
 
     /// A message at `offset` is still held: no offset past it is stored for its partition.
     pub fn hold_back(&mut self, topic: &str, partition: i32, offset: i64) {
-        let entry = self
-            .held
-            .entry((topic.to_owned(), partition))
-            .or_insert(offset);
-        *entry = (*entry).min(offset);
+        let held = entry(&mut self.held, topic, partition, offset);
+        *held = (*held).min(offset);
     }
 
     /// The list to store: Kafka's committed offset is the *next* offset to read (or the
     /// oldest message held).
     pub fn to_store(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        for (key, offset) in &self.highest {
-            let next = self
+        for (topic, partition, offset) in &self.highest {
+            let held = self
                 .held
-                .get(key)
-                .map_or(offset + 1, |h| (*h).min(offset + 1));
+                .iter()
+                .find(|(t, p, _)| p == partition && t == topic)
+                .map(|h| h.2);
+            let next = held.map_or(offset + 1, |h| h.min(offset + 1));
             // Cannot fail for a partition that is not yet in the list.
-            let _ = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(next));
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(next));
         }
         tpl
     }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use stream_cleaner::pipeline::{Outcome, handle};
+use stream_cleaner::pipeline::handle;
 
 const MESSAGES: usize = 12_000;
 
@@ -37,10 +37,7 @@ fn messages() -> Vec<Vec<u8>> {
 fn processed(msgs: &[Vec<u8>]) -> Vec<ProcessedReading> {
     let (now, cfg, mut cleaner) = (Utc::now(), ValidationConfig::default(), Cleaner::default());
     msgs.iter()
-        .filter_map(|m| match handle(Some(m), now, &cfg, &mut cleaner) {
-            Outcome::Reading(r) => Some(*r),
-            Outcome::Rejected(_) => None,
-        })
+        .filter_map(|m| handle(Some(m), now, &cfg, &mut cleaner).ok())
         .collect()
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use airq_domain::ProcessedReading;
 use airq_domain::qc::Flag;
 
-use crate::pipeline::Outcome;
+use crate::pipeline::stored;
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -28,7 +28,7 @@ impl Counters {
     /// Counts one cleaned reading and its flags.
     pub fn count(&self, r: &ProcessedReading) {
         Self::add(&self.readings, 1);
-        if !Outcome::stored(r) {
+        if !stored(r) {
             Self::add(&self.duplicates, 1);
         }
         if !r.flags.is_empty() {

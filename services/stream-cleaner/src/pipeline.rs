@@ -6,33 +6,21 @@ use airq_domain::sensor::Cleaner;
 use airq_domain::validate::{Rejection, ValidationConfig, decode};
 use chrono::{DateTime, Utc};
 
-/// What becomes of one `raw_data` message.
-#[derive(Debug)]
-pub enum Outcome {
-    /// A reading: published to `processed_data`; stored unless it is a duplicate.
-    Reading(Box<ProcessedReading>),
-    /// Not a reading: to the dead-letter topic with the reason.
-    Rejected(Rejection),
+/// Whether a reading goes to PostgreSQL (a duplicate is already there). Every reading is
+/// published to `processed_data`.
+pub fn stored(r: &ProcessedReading) -> bool {
+    !r.flags.contains(Flag::Duplicate)
 }
 
-impl Outcome {
-    /// Whether the reading goes to PostgreSQL (a duplicate is already there).
-    pub fn stored(r: &ProcessedReading) -> bool {
-        !r.flags.contains(Flag::Duplicate)
-    }
-}
-
-/// Decodes, validates and cleans one payload as seen at `now`.
+/// Decodes, validates and cleans one payload as seen at `now`: a reading, or why the message
+/// is not one (it goes to the dead-letter topic with the reason).
 pub fn handle(
     payload: Option<&[u8]>,
     now: DateTime<Utc>,
     validation: &ValidationConfig,
     cleaner: &mut Cleaner,
-) -> Outcome {
-    match decode(payload.unwrap_or_default(), now, validation) {
-        Ok(reading) => Outcome::Reading(Box::new(cleaner.process(reading))),
-        Err(rejection) => Outcome::Rejected(rejection),
-    }
+) -> Result<ProcessedReading, Rejection> {
+    decode(payload.unwrap_or_default(), now, validation).map(|reading| cleaner.process(reading))
 }
 
 #[cfg(test)]
@@ -45,8 +33,8 @@ mod tests {
     fn an_empty_message_is_rejected_as_malformed() {
         let mut c = Cleaner::default();
         match handle(None, Utc::now(), &ValidationConfig::default(), &mut c) {
-            Outcome::Rejected(r) => assert_eq!(r.reason, RejectReason::MalformedJson),
-            Outcome::Reading(_) => panic!("an empty message is not a reading"),
+            Err(r) => assert_eq!(r.reason, RejectReason::MalformedJson),
+            Ok(_) => panic!("an empty message is not a reading"),
         }
     }
 
@@ -56,13 +44,13 @@ mod tests {
         let json = br#"{"sensor_id":"a","timestamp":"2024-01-15T14:30:00Z","location":{"lat":1,"lon":2},"measurements":{"pm2_5":1,"pm10":2,"no2":3}}"#;
         let now: DateTime<Utc> = "2024-01-15T15:00:00Z".parse().unwrap();
         let v = ValidationConfig::default();
-        let (Outcome::Reading(first), Outcome::Reading(second)) = (
+        let (Ok(first), Ok(second)) = (
             handle(Some(json), now, &v, &mut c),
             handle(Some(json), now, &v, &mut c),
         ) else {
             panic!("both are readings")
         };
-        assert!(Outcome::stored(&first));
-        assert!(!Outcome::stored(&second));
+        assert!(stored(&first));
+        assert!(!stored(&second));
     }
 }

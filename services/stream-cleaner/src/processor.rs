@@ -12,7 +12,7 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 
 use crate::counters::Counters;
-use crate::pipeline::{Outcome, handle};
+use crate::pipeline::handle;
 
 /// The cleaner's per-sensor state and what it counts.
 pub struct CleanerProcessor {
@@ -48,12 +48,12 @@ impl CleanerProcessor {
         let mut out = Outputs::default();
         for (i, msg) in batch.iter().enumerate() {
             match handle(msg.payload(), now, &self.validation, &mut self.cleaner) {
-                Outcome::Reading(r) => {
+                Ok(r) => {
                     self.counters.count(&r);
                     self.seen.touch(&r.sensor_id, seen_at);
-                    out.push(i, *r);
+                    out.push(i, r);
                 }
-                Outcome::Rejected(rej) => out.reject(i, rej.reason.as_str(), rej.detail),
+                Err(rej) => out.reject(i, rej.reason.as_str(), rej.detail),
             }
         }
         out

@@ -13,7 +13,7 @@ use airq_store::StoreError;
 use sqlx::PgPool;
 
 use crate::counters::Counters;
-use crate::pipeline::Outcome;
+use crate::pipeline::stored;
 
 pub struct ReadingSink {
     pub pool: PgPool,
@@ -30,7 +30,7 @@ impl Sink for ReadingSink {
 
     async fn write(&self, readings: &[ProcessedReading]) -> Result<(), SinkError> {
         // Duplicates are published (flagged) but PostgreSQL already holds them.
-        let stored = readings.iter().filter(|r| Outcome::stored(r));
+        let stored = readings.iter().filter(|r| stored(r));
         let shards = shard_by_sensor(stored, self.write_parallelism);
         let writes = shards
             .iter()

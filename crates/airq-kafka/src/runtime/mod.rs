@@ -528,14 +528,16 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                             .as_mut()
                             .reset(tokio::time::Instant::now() + timeout);
                     }
-                    receipts.push(received(&self.counters, watchdog, &m));
+                    // One clock read for this message and those queued behind it.
+                    let now = wall_clock_us();
+                    receipts.push(received(&self.counters, watchdog, &m, now));
                     out.push(m.detach());
                     if self.settings.flush_when_caught_up {
                         // Take what is queued already, without waiting, and process it.
                         while out.len() < size {
                             match try_recv(&self.consumer) {
                                 Some(Ok(m)) => {
-                                    receipts.push(received(&self.counters, watchdog, &m));
+                                    receipts.push(received(&self.counters, watchdog, &m, now));
                                     out.push(m.detach());
                                 }
                                 Some(Err(e)) => {
@@ -600,11 +602,15 @@ fn try_recv(consumer: &StreamConsumer) -> Option<KafkaResult<BorrowedMessage<'_>
     }
 }
 
-/// Counts a received message; returns when it was received (µs since the epoch). One clock
-/// read a message serves the hop before it and, once written, its own latency.
-fn received(counters: &RuntimeCounters, watchdog: &mut Watchdog, m: &BorrowedMessage) -> u64 {
+/// Counts a message received at `now` (µs since the epoch) and returns `now`: one clock read
+/// serves the hop before the message and, once it is written, its own latency.
+fn received(
+    counters: &RuntimeCounters,
+    watchdog: &mut Watchdog,
+    m: &BorrowedMessage,
+    now: u64,
+) -> u64 {
     watchdog.on_message();
-    let now = wall_clock_us();
     if let Some(sent_ms) = m.timestamp().to_millis() {
         let sent = u64::try_from(sent_ms).unwrap_or(0).saturating_mul(1000);
         counters
