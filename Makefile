@@ -66,6 +66,7 @@ replay: build
 bench: stack build
 	cargo build --release -p airq-kafka --examples
 	bench/replay.sh
+	bench/pg_insert.sh
 	bench/profile_cleaner.sh
 	bench/json_parsers.sh
 	bench/platform.sh

@@ -286,6 +286,46 @@ async fn a_caught_up_cleaner_writes_each_arrival_without_waiting_for_the_batch_t
     cleaner.await.unwrap().unwrap();
 }
 
+/// A batch is inserted as it is; one with rows stored already (a redelivery) is inserted
+/// again skipping them: only the new rows land, and the stored ones keep their first write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_stored_rows_inserts_only_the_new_ones() {
+    use airq_store::readings::insert_readings;
+    let db = test_database().await;
+    let pool = PgPool::connect(&db).await.unwrap();
+    airq_store::migrate(&pool).await.unwrap();
+    let (msgs, _) = simulate(4, 5, FaultRates::none(), 3);
+    let mut cleaner = airq_domain::sensor::Cleaner::default();
+    let readings: Vec<ProcessedReading> = msgs
+        .iter()
+        .map(|m| cleaner.process(serde_json::from_slice(&m.payload).unwrap()))
+        .collect();
+    let (first, rest) = readings.split_at(10);
+    assert_eq!(insert_readings(&pool, first).await.unwrap(), 10);
+
+    // The last 5 of the first batch again, with other values, then the rest.
+    let mut again = first[5..].to_vec();
+    again.iter_mut().for_each(|r| r.clean.pm2_5 = Some(-1.0));
+    again.extend_from_slice(rest);
+    let inserted = insert_readings(&pool, &again).await.unwrap();
+    assert_eq!(
+        inserted,
+        rest.len() as u64,
+        "only the new rows are inserted"
+    );
+    assert_eq!(count_rows(&pool).await, readings.len() as i64);
+    let overwritten: i64 = sqlx::query_scalar("SELECT count(*) FROM readings WHERE pm2_5 = -1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(overwritten, 0, "a stored row keeps its first write");
+    assert_eq!(
+        insert_readings(&pool, &readings).await.unwrap(),
+        0,
+        "a batch stored whole inserts nothing"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleaner_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     let (msgs, _) = simulate(20, 1500, FaultRates::none(), 11);
