@@ -3,7 +3,8 @@
 # topic of the whole Beijing replay (memory-storage Tansu, a fresh database), sampled by
 # `perf record` (no call graph: release builds keep no frame pointers), with its CPU time
 # read from /proc. Writes bench/results/profile-cleaner-<date>.txt: msg/s, CPU us per
-# message, and the hottest symbols, self time.
+# message, and the hottest symbols, self time. The time is that of the first to the last stored
+# row by PostgreSQL's clock (`ingested_at`), so that the script's polling is not in it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${AIRQ_BENCH_BIN:-$ROOT/target/release}  # another build for an A/B run
@@ -37,17 +38,22 @@ while [ "$(rows "$DB")" -lt 1 ]; do sleep 0.1; done
 T0=$(date +%s.%N); C0=$(cpu_ticks "$PID"); R0=$(rows "$DB")
 perf record -F 999 ${AIRQ_PERF_CALLGRAPH:+--call-graph dwarf,16384} -p "$PID" -o "$STATE/bench/cleaner.perf" >/dev/null 2>&1 &
 PERF=$!
-while [ "$(rows "$DB")" -lt "$EXPECTED" ]; do sleep 0.25; done
+# Polled once a second: a count(*) of a growing table every 0.25 s took 5 % of the machine.
+while [ "$(rows "$DB")" -lt "$EXPECTED" ]; do sleep 1; done
 T1=$(date +%s.%N); C1=$(cpu_ticks "$PID")
+# First to last stored row by PostgreSQL's own clock (each row's insert statement's start).
+SPAN=$(psql "$DB" -tAc "select extract(epoch from max(ingested_at) - min(ingested_at)) from readings")
 kill -INT "$PERF"; wait "$PERF" || true
 kill -TERM "$PID"; wait "$PID" || true; PID=
 HZ=$(getconf CLK_TCK)
-MSGS=$(awk "BEGIN { print ($EXPECTED - $R0) * $TOTAL / $EXPECTED }")
+# Messages per stored row: the dead-lettered ones are consumed too.
+MSGS=$(awk "BEGIN { print ($EXPECTED - 1) * $TOTAL / $EXPECTED }")
+CPU_MSGS=$(awk "BEGIN { print ($EXPECTED - $R0) * $TOTAL / $EXPECTED }")
 
 REPORT=$OUT/profile-cleaner-$(date -u +%Y%m%dT%H%M%SZ).txt
 {
   echo "stream-cleaner profile, $(date -u +%FT%TZ), $(nproc) cores, Tansu 0.6.0 memory storage, full raw_data topic"
-  awk "BEGIN { s = $T1 - $T0; printf \"%.0f messages in %.2f s: %.0f msg/s; cleaner CPU %.1f us per message (%.2f cores busy)\n\", $MSGS, s, $MSGS / s, ($C1 - $C0) / $HZ * 1e6 / $MSGS, ($C1 - $C0) / $HZ / s }"
+  awk "BEGIN { s = $SPAN; printf \"%.0f messages in %.2f s: %.0f msg/s; cleaner CPU %.1f us per message (%.2f cores busy)\n\", $MSGS, s, $MSGS / s, ($C1 - $C0) / $HZ * 1e6 / $CPU_MSGS, ($C1 - $C0) / $HZ / ($T1 - $T0) }"
   echo
   echo "hottest symbols (self time, perf record -F 999, all threads):"
   perf report -i "$STATE/bench/cleaner.perf" --no-children --sort dso,symbol --percent-limit 0.7 --stdio 2>/dev/null \
