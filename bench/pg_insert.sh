@@ -29,29 +29,19 @@ FROM generate_series(0, 399999) i;
 CREATE INDEX ON src (i);
 ANALYZE src;
 SQL
-# statements CONFLICT_CLAUSE: the 400 inserts.
-statements() {
-  for k in $(seq 0 399); do
-    echo "INSERT INTO readings (sensor_id, ts, lat, lon, pm2_5, pm10, no2, pm2_5_raw, pm10_raw, no2_raw,
-      flags, pm2_5_1h, pm10_1h, no2_1h, nowcast_pm2_5, nowcast_pm10, aqi, aqi_category, aqi_dominant,
-      eaqi_band, schema_version)
-    SELECT sensor_id, ts, lat, lon, a, b, c, a, b, c, 0, a, b, c, a, b, 50, 'moderate', 'pm2_5',
-      'fair', 1 FROM src WHERE i >= $((k * 1000)) AND i < $((k * 1000 + 1000)) $1;"
-  done
+IF_ABSENT="ON CONFLICT (sensor_id, ts) DO NOTHING"
+# insert K [CLAUSE]: the K-th statement, rows K*1000 to K*1000+999.
+insert() {
+  echo "INSERT INTO readings (sensor_id, ts, lat, lon, pm2_5, pm10, no2, pm2_5_raw, pm10_raw, no2_raw,
+    flags, pm2_5_1h, pm10_1h, no2_1h, nowcast_pm2_5, nowcast_pm10, aqi, aqi_category, aqi_dominant,
+    eaqi_band, schema_version)
+  SELECT sensor_id, ts, lat, lon, a, b, c, a, b, c, 0, a, b, c, a, b, 50, 'moderate', 'pm2_5',
+    'fair', 1 FROM src WHERE i >= $(($1 * 1000)) AND i < $(($1 * 1000 + 1000)) ${2:-};"
 }
-statements "" >"$ROOT/.stack/bench-plain.sql"
-statements "ON CONFLICT (sensor_id, ts) DO NOTHING" >"$ROOT/.stack/bench-if-absent.sql"
+for k in $(seq 0 399); do insert "$k"; done >"$ROOT/.stack/bench-plain.sql"
+for k in $(seq 0 399); do insert "$k" "$IF_ABSENT"; done >"$ROOT/.stack/bench-if-absent.sql"
 # The plain attempt, then the fallback, statement by statement.
-python3 - "$ROOT/.stack" <<'PY'
-import sys
-d = sys.argv[1]
-plain = open(f"{d}/bench-plain.sql").read().split(";\n")
-fallback = open(f"{d}/bench-if-absent.sql").read().split(";\n")
-with open(f"{d}/bench-both.sql", "w") as f:
-    for p, q in zip(plain, fallback):
-        if p.strip():
-            f.write(p + ";\n" + q + ";\n")
-PY
+for k in $(seq 0 399); do insert "$k"; insert "$k" "$IF_ABSENT"; done >"$ROOT/.stack/bench-both.sql"
 # timed FILE: seconds to run it (errors, the failed plain attempts, are expected and dropped).
 timed() {
   local s e

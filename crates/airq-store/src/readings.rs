@@ -108,6 +108,21 @@ const INSERT_NEW: &str = insert_batch!();
 /// (docs/benchmarks.md), so it is the fallback, not the rule.
 const INSERT_IF_ABSENT: &str = concat!(insert_batch!(), "ON CONFLICT (sensor_id, ts) DO NOTHING");
 
+/// Stored readings with a timestamp in `[from, to)`.
+pub async fn count_between(
+    pool: &PgPool,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM readings WHERE ts >= $1 AND ts < $2")
+            .bind(from)
+            .bind(to)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Inserts a batch of readings; a reading whose `(sensor_id, ts)` is already stored is
 /// left as it is (first write wins), so a redelivered batch changes nothing.
 /// Returns the number of rows actually inserted. Takes readings or references to them (the
@@ -134,21 +149,6 @@ pub async fn insert_readings<R: std::borrow::Borrow<ProcessedReading>>(
             .rows_affected()),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Stored readings with a timestamp in `[from, to)`.
-pub async fn count_between(
-    pool: &PgPool,
-    from: chrono::DateTime<chrono::Utc>,
-    to: chrono::DateTime<chrono::Utc>,
-) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM readings WHERE ts >= $1 AND ts < $2")
-            .bind(from)
-            .bind(to)
-            .fetch_one(pool)
-            .await?,
-    )
 }
 
 /// A stored reading as received (raw values) with the flags the cleaner gave it.

@@ -30,8 +30,8 @@ impl Sink for ReadingSink {
 
     async fn write(&self, readings: &[ProcessedReading]) -> Result<(), SinkError> {
         // Duplicates are published (flagged) but PostgreSQL already holds them.
-        let stored = readings.iter().filter(|r| stored(r));
-        let shards = shard_by_sensor(stored, self.write_parallelism);
+        let to_store = readings.iter().filter(|r| stored(r));
+        let shards = shard_by_sensor(to_store, self.write_parallelism);
         let writes = shards
             .iter()
             .map(|s| airq_store::readings::insert_readings(&self.pool, s));

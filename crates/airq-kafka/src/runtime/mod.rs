@@ -281,6 +281,10 @@ struct Shared<S> {
     ctx: Context,
 }
 
+/// When a batch's messages were received: (µs since the epoch, how many), one entry per clock
+/// read. Once the batch is written, each message's own latency is counted from it.
+type Receipts = Vec<(u64, u64)>;
+
 type InFlight = VecDeque<(JoinHandle<Result<(), write::Stopped>>, OffsetTracker)>;
 
 /// The consumer loop of one service.
@@ -388,9 +392,11 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                             let result = written.await;
                             if result.is_ok() {
                                 let now = wall_clock_us();
-                                for t in receipts {
+                                for (t, n) in receipts {
                                     let us = now.saturating_sub(t);
-                                    counters.service_latency.record(Duration::from_micros(us));
+                                    counters
+                                        .service_latency
+                                        .record_n(Duration::from_micros(us), n);
                                 }
                             }
                             result
@@ -491,7 +497,7 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
         watchdog: &mut Watchdog,
         check: &mut tokio::time::Interval,
         due_check: &mut tokio::time::Interval,
-    ) -> (Vec<OwnedMessage>, Vec<u64>) {
+    ) -> (Vec<OwnedMessage>, Receipts) {
         let (size, timeout) = (
             self.settings.batch_size,
             Duration::from_millis(self.settings.batch_timeout_ms),
@@ -529,24 +535,26 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                             .reset(tokio::time::Instant::now() + timeout);
                     }
                     // One clock read for this message and those queued behind it.
-                    let now = wall_clock_us();
-                    receipts.push(received(&self.counters, watchdog, &m, now));
+                    let (now, first) = (wall_clock_us(), out.len());
+                    received(&self.counters, watchdog, &m, now);
                     out.push(m.detach());
-                    if self.settings.flush_when_caught_up {
-                        // Take what is queued already, without waiting, and process it.
-                        while out.len() < size {
-                            match try_recv(&self.consumer) {
-                                Some(Ok(m)) => {
-                                    receipts.push(received(&self.counters, watchdog, &m, now));
-                                    out.push(m.detach());
-                                }
-                                Some(Err(e)) => {
-                                    consumer_error(&self.counters, watchdog, &e);
-                                    break;
-                                }
-                                None => break,
+                    let flush = self.settings.flush_when_caught_up;
+                    // Take what is queued already, without waiting, and process it.
+                    while flush && out.len() < size {
+                        match try_recv(&self.consumer) {
+                            Some(Ok(m)) => {
+                                received(&self.counters, watchdog, &m, now);
+                                out.push(m.detach());
                             }
+                            Some(Err(e)) => {
+                                consumer_error(&self.counters, watchdog, &e);
+                                break;
+                            }
+                            None => break,
                         }
+                    }
+                    receipts.push((now, (out.len() - first) as u64));
+                    if flush {
                         break;
                     }
                 }
@@ -602,14 +610,8 @@ fn try_recv(consumer: &StreamConsumer) -> Option<KafkaResult<BorrowedMessage<'_>
     }
 }
 
-/// Counts a message received at `now` (µs since the epoch) and returns `now`: one clock read
-/// serves the hop before the message and, once it is written, its own latency.
-fn received(
-    counters: &RuntimeCounters,
-    watchdog: &mut Watchdog,
-    m: &BorrowedMessage,
-    now: u64,
-) -> u64 {
+/// Counts a message received at `now` (µs since the epoch) and the hop before it.
+fn received(counters: &RuntimeCounters, watchdog: &mut Watchdog, m: &BorrowedMessage, now: u64) {
     watchdog.on_message();
     if let Some(sent_ms) = m.timestamp().to_millis() {
         let sent = u64::try_from(sent_ms).unwrap_or(0).saturating_mul(1000);
@@ -617,7 +619,6 @@ fn received(
             .hop_latency
             .record(Duration::from_micros(now.saturating_sub(sent)));
     }
-    now
 }
 
 fn consumer_error(counters: &RuntimeCounters, watchdog: &mut Watchdog, e: &KafkaError) {
