@@ -3,7 +3,8 @@
 # topic of the whole Beijing replay (memory-storage Tansu, a fresh database), sampled by
 # `perf record` (no call graph: release builds keep no frame pointers), with its CPU time
 # read from /proc. Writes bench/results/profile-cleaner-<date>.txt: msg/s, CPU us per
-# message, and the hottest symbols, self time. The time is that of the first to the last stored
+# message against librdkafka's own (the floor, measured on the same topic), and the hottest
+# symbols, self time. The time is that of the first to the last stored
 # row by PostgreSQL's clock (`ingested_at`), so that the script's polling is not in it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,15 +46,29 @@ T1=$(date +%s.%N); C1=$(cpu_ticks "$PID")
 SPAN=$(psql "$DB" -tAc "select extract(epoch from max(ingested_at) - min(ingested_at)) from readings")
 kill -INT "$PERF"; wait "$PERF" || true
 kill -TERM "$PID"; wait "$PID" || true; PID=
+# The floor under the cleaner, on the same topic in the same run: librdkafka alone with the
+# services' settings, consuming every message, then also republishing each one unchanged
+# (crates/airq-kafka/examples/passthrough.rs). No decoding, no database.
+PASS=$ROOT/target/release/examples/passthrough
+FLOOR_CONSUME=$("$PASS" "127.0.0.1:$PORT" raw_prof - "$TOTAL" 2>/dev/null)
+FLOOR_BOTH=$("$PASS" "127.0.0.1:$PORT" raw_prof floor_prof "$TOTAL" 2>/dev/null)
+us_per_msg() { sed -n 's/.*CPU \([0-9.]*\) us per message.*/\1/p' <<<"$1"; }
 HZ=$(getconf CLK_TCK)
 # Messages per stored row: the dead-lettered ones are consumed too.
 MSGS=$(awk "BEGIN { print ($EXPECTED - 1) * $TOTAL / $EXPECTED }")
 CPU_MSGS=$(awk "BEGIN { print ($EXPECTED - $R0) * $TOTAL / $EXPECTED }")
 
+CLEANER_US=$(awk "BEGIN { print ($C1 - $C0) / $HZ * 1e6 / $CPU_MSGS }")
+
 REPORT=$OUT/profile-cleaner-$(date -u +%Y%m%dT%H%M%SZ).txt
 {
   echo "stream-cleaner profile, $(date -u +%FT%TZ), $(nproc) cores, Tansu 0.6.0 memory storage, full raw_data topic"
-  awk "BEGIN { s = $SPAN; printf \"%.0f messages in %.2f s: %.0f msg/s; cleaner CPU %.1f us per message (%.2f cores busy)\n\", $MSGS, s, $MSGS / s, ($C1 - $C0) / $HZ * 1e6 / $CPU_MSGS, ($C1 - $C0) / $HZ / ($T1 - $T0) }"
+  awk "BEGIN { s = $SPAN; printf \"%.0f messages in %.2f s: %.0f msg/s; cleaner CPU %.1f us per message (%.2f cores busy)\n\", $MSGS, s, $MSGS / s, $CLEANER_US, ($C1 - $C0) / $HZ / ($T1 - $T0) }"
+  echo
+  echo "the floor, librdkafka alone on the same topic (examples/passthrough):"
+  echo "  consume only:                     $FLOOR_CONSUME"
+  echo "  consume + republish each message: $FLOOR_BOTH"
+  awk "BEGIN { printf \"  cleaner / floor, CPU per message: %.2f\n\", $CLEANER_US / $(us_per_msg "$FLOOR_BOTH") }"
   echo
   echo "hottest symbols (self time, perf record -F 999, all threads):"
   perf report -i "$STATE/bench/cleaner.perf" --no-children --sort dso,symbol --percent-limit 0.7 --stdio 2>/dev/null \
