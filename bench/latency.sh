@@ -62,6 +62,10 @@ SENSORS=${AIRQ_BENCH_SENSORS:-$([ "$MODE" = live ] && echo 1000 || echo 100)}
 RESULT=$("$BIN/examples/latency" --brokers "$BROKERS" --raw-topic "raw_$ID" --anomalies-topic "anomalies_$ID" --processed-topic "processed_$ID" \
   --rate "$RATE" --seconds "$SECONDS_" --sensors "$SENSORS" $([ "$MODE" = live ] && echo --live) \
   $([ -n "${AIRQ_BENCH_SPREAD:-}" ] && echo --spread))
+# Each service's CPU time over the run (user + system, from /proc), before it stops.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f s", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+read -r CLEANER_PID DETECTOR_PID <<<"$PIDS"
+CPU="stream-cleaner $(cpu_s "$CLEANER_PID"), anomaly-detector $(cpu_s "$DETECTOR_PID")"
 # Stopped, each service logs its counters over the whole run.
 kill $PIDS 2>/dev/null || true
 wait $PIDS 2>/dev/null || true
@@ -71,6 +75,7 @@ windows() { grep -h "$1" "$2" | grep -o "$3=[^=]*ms" | sed -n '3,$p' | sed 's/.*
 {
   echo "# bench/latency.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, Tansu $STORAGE storage, $MODE stream of $SENSORS sensors$([ -n "${AIRQ_BENCH_SPREAD:-}" ] && echo ", each at its own phase")"
   echo "$RESULT"
+  echo "CPU time over the run (with the 5 s group join): $CPU"
   echo "raw_data hop, sent -> the cleaner's receipt: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" hop_latency)"
   echo "processed_data hop, sent -> the detector's receipt: $(last 'consumer counters' "$STATE/bench/latency-detector.log" hop_latency)"
   echo "stream-cleaner, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" service_latency)"

@@ -11,11 +11,17 @@
 //! The engine tracks each sensor's log-ratio to that median, `ln((x + c) / (m + c))`, with a
 //! robust window (its usual offset from its neighbours) and a slow level (for gain drift).
 
-use std::collections::HashMap;
+mod dense;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use airq_domain::{Location, Measurements, Pollutant, ProcessedReading};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use dense::Dense;
+use dense::Sorted;
 
 /// Settings of the spatial checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,7 +108,7 @@ impl Default for SpatialConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Latest {
     location: Location,
     ts: DateTime<Utc>,
@@ -113,8 +119,13 @@ struct Latest {
 impl Latest {
     /// Read within `fresh_secs` of `ts`, before or after.
     fn is_fresh(&self, ts: DateTime<Utc>, cfg: &SpatialConfig) -> bool {
-        (ts - self.ts).num_seconds().abs() <= cfg.fresh_secs
+        fresh_at(self.ts, ts, cfg)
     }
+}
+
+/// Whether a reading of time `read` counts at `ts`: within `fresh_secs`, before or after.
+fn fresh_at(read: DateTime<Utc>, ts: DateTime<Utc>, cfg: &SpatialConfig) -> bool {
+    (ts - read).num_seconds().abs() <= cfg.fresh_secs
 }
 
 /// What a reading's neighbours read.
@@ -130,78 +141,25 @@ pub struct Context {
     pub pm_ratio: Option<f64>,
 }
 
-/// A lat/lon box.
-#[derive(Debug, Clone, Copy)]
-struct Bounds {
-    south: f64,
-    north: f64,
-    west: f64,
-    east: f64,
-}
-
-impl Bounds {
-    fn corner(&self, north: bool, east: bool) -> Location {
-        Location {
-            lat: if north { self.north } else { self.south },
-            lon: if east { self.east } else { self.west },
-        }
-    }
-
-    fn contains(&self, l: Location) -> bool {
-        (self.south..=self.north).contains(&l.lat) && (self.west..=self.east).contains(&l.lon)
-    }
-}
-
-/// The fresh sensors of one timestamp, all within the radius of one another: their values
-/// sorted once, so that each reading's context (all of them but its own) is a lookup.
-#[derive(Debug, Clone)]
-pub struct Dense {
-    ts: DateTime<Utc>,
-    bounds: Bounds,
-    count: usize,
-    sorted: [Vec<f64>; 3],
-    ratios: Vec<f64>,
-}
-
-impl Dense {
-    /// The context of a reading whose sensor's own fresh values (if it has some) are `own`:
-    /// the same as [`Neighbourhood::context`] computes from the other sensors one by one.
-    fn context(&self, own: Option<&Measurements>, cfg: &SpatialConfig) -> Context {
-        let count = self.count - usize::from(own.is_some());
-        let mut ctx = Context {
-            count,
-            // Fewer than `min_neighbours` within the radius: the fleet, the same sensors.
-            fleet_wide: count < cfg.min_neighbours,
-            ..Context::default()
-        };
-        for p in Pollutant::ALL {
-            let x = own.and_then(|m| m.get(p));
-            ctx.median[p.index()] = median_without(&self.sorted[p.index()], x);
-        }
-        ctx.pm_ratio = median_without(&self.ratios, own.and_then(pm_ratio));
-        ctx
-    }
-}
-
-/// The median of sorted values with one instance of `x` (one of them) left out.
-fn median_without(sorted: &[f64], x: Option<f64>) -> Option<f64> {
-    let skip = x.map(|x| sorted.partition_point(|v| v.total_cmp(&x).is_lt()));
-    let n = sorted.len() - usize::from(skip.is_some());
-    let at = |k: usize| match skip {
-        Some(i) if k >= i => sorted[k + 1],
-        _ => sorted[k],
-    };
-    match n {
-        0 => None,
-        n if n % 2 == 1 => Some(at(n / 2)),
-        n => Some((at(n / 2 - 1) + at(n / 2)) / 2.0),
-    }
-}
-
 /// The latest clean values of every sensor the detector has seen.
 #[derive(Debug, Clone, Default)]
 pub struct Neighbourhood {
     latest: HashMap<String, Latest>,
+    /// How many sensors' latest readings are of each time: whether all are fresh at a time.
+    times: BTreeMap<DateTime<Utc>, usize>,
+    /// The whole fleet's values sorted, kept up to date reading by reading.
+    whole: Whole,
+}
+
+/// The whole fleet as [`Sorted`] values, for the ticks at which every sensor is fresh.
+#[derive(Debug, Clone, Default)]
+enum Whole {
+    /// To be sorted at the next tick that needs it: a sensor arrived, moved or was forgotten.
+    #[default]
+    Unsorted,
+    /// Not within the radius of one another (only a sensor's arrival or move changes that).
+    Sparse,
+    Dense(Arc<Sorted>),
 }
 
 impl Neighbourhood {
@@ -211,21 +169,51 @@ impl Neighbourhood {
             .latest
             .get(&r.sensor_id)
             .is_none_or(|l| l.ts <= r.timestamp);
-        if newer {
-            self.latest.insert(
-                r.sensor_id.clone(),
-                Latest {
-                    location: r.location,
-                    ts: r.timestamp,
-                    clean: r.clean,
-                    aqi: r.metrics.us_aqi.map(|a| a.aqi),
-                },
-            );
+        if !newer {
+            return;
+        }
+        let new = Latest {
+            location: r.location,
+            ts: r.timestamp,
+            clean: r.clean,
+            aqi: r.metrics.us_aqi.map(|a| a.aqi),
+        };
+        *self.times.entry(new.ts).or_default() += 1;
+        let old = self.latest.insert(r.sensor_id.clone(), new);
+        if let Some(old) = old {
+            self.untime(old.ts);
+        }
+        match (old, &mut self.whole) {
+            (Some(old), Whole::Dense(sorted)) if old.location == new.location => {
+                if !Arc::make_mut(sorted).replace(&old.clean, &new.clean) {
+                    self.whole = Whole::Unsorted;
+                }
+            }
+            (Some(old), Whole::Sparse) if old.location == new.location => {}
+            _ => self.whole = Whole::Unsorted,
         }
     }
 
     pub fn forget(&mut self, sensor: &str) {
-        self.latest.remove(sensor);
+        if let Some(old) = self.latest.remove(sensor) {
+            self.untime(old.ts);
+            self.whole = Whole::Unsorted;
+        }
+    }
+
+    fn untime(&mut self, ts: DateTime<Utc>) {
+        if let Some(n) = self.times.get_mut(&ts) {
+            *n -= 1;
+            if *n == 0 {
+                self.times.remove(&ts);
+            }
+        }
+    }
+
+    /// Whether every sensor's latest reading is fresh at `ts`.
+    fn all_fresh(&self, ts: DateTime<Utc>, cfg: &SpatialConfig) -> bool {
+        let fresh = |t: Option<(&DateTime<Utc>, _)>| t.is_none_or(|(t, _)| fresh_at(*t, ts, cfg));
+        fresh(self.times.first_key_value()) && fresh(self.times.last_key_value())
     }
 
     /// The sensors read within `fresh_secs` before or at `ts` (or after it: a replay may
@@ -274,47 +262,30 @@ impl Neighbourhood {
     }
 
     /// The fresh sensors at `ts` when they are all within `radius_km` of one another (a
-    /// city's fleet): then every reading's neighbours are all of them but itself, and
-    /// [`Dense::context`] answers each from the same sorted values. `None` otherwise.
-    pub fn dense(&self, ts: DateTime<Utc>, cfg: &SpatialConfig) -> Option<Dense> {
-        let fresh: Vec<&Latest> = self
-            .latest
-            .values()
-            .filter(|l| l.is_fresh(ts, cfg))
-            .collect();
-        let first = fresh.first()?;
-        let mut b = Bounds {
-            south: first.location.lat,
-            north: first.location.lat,
-            west: first.location.lon,
-            east: first.location.lon,
-        };
-        for l in &fresh {
-            b.south = b.south.min(l.location.lat);
-            b.north = b.north.max(l.location.lat);
-            b.west = b.west.min(l.location.lon);
-            b.east = b.east.max(l.location.lon);
+    /// city's fleet): then every reading's neighbours are all of them but itself, and one
+    /// sorted copy of their values answers each. `None` otherwise. When every sensor is fresh
+    /// at `ts` (a live fleet), that copy is the whole fleet's, kept sorted by
+    /// [`Neighbourhood::update`]; otherwise it is sorted for this call.
+    pub fn dense(&mut self, ts: DateTime<Utc>, cfg: &SpatialConfig) -> Option<Dense> {
+        if !self.all_fresh(ts, cfg) {
+            let fresh = self.latest.values().filter(|l| l.is_fresh(ts, cfg));
+            let sorted = Sorted::of(fresh.map(|l| (l.location, &l.clean)), cfg)?;
+            return Some(Dense {
+                ts,
+                sorted: Arc::new(sorted),
+            });
         }
-        // Any two points of a small box are at most its longer diagonal apart; a margin
-        // covers the rounding of the haversine.
-        let sw_ne = distance_km(b.corner(false, false), b.corner(true, true));
-        let nw_se = distance_km(b.corner(true, false), b.corner(false, true));
-        if sw_ne.max(nw_se) * 1.001 > cfg.radius_km || b.east - b.west > 90.0 {
-            return None;
+        if let Whole::Unsorted = self.whole {
+            let all = self.latest.values().map(|l| (l.location, &l.clean));
+            self.whole = Sorted::of(all, cfg).map_or(Whole::Sparse, |s| Whole::Dense(Arc::new(s)));
         }
-        let mut d = Dense {
-            ts,
-            bounds: b,
-            count: fresh.len(),
-            sorted: Default::default(),
-            ratios: fresh.iter().filter_map(|l| pm_ratio(&l.clean)).collect(),
-        };
-        for p in Pollutant::ALL {
-            d.sorted[p.index()] = fresh.iter().filter_map(|l| l.clean.get(p)).collect();
-            d.sorted[p.index()].sort_by(f64::total_cmp);
+        match &self.whole {
+            Whole::Dense(sorted) => Some(Dense {
+                ts,
+                sorted: sorted.clone(),
+            }),
+            Whole::Unsorted | Whole::Sparse => None,
         }
-        d.ratios.sort_by(f64::total_cmp);
-        Some(d)
     }
 
     /// [`Neighbourhood::context`], from `dense` when it applies to this reading.
@@ -327,7 +298,7 @@ impl Neighbourhood {
         cfg: &SpatialConfig,
     ) -> Context {
         match dense {
-            Some(d) if d.ts == ts && d.bounds.contains(location) => {
+            Some(d) if d.ts == ts && d.contains(location) => {
                 let own = self.latest.get(sensor).filter(|l| l.is_fresh(ts, cfg));
                 d.context(own.map(|l| &l.clean), cfg)
             }
@@ -502,6 +473,65 @@ mod tests {
                 "n {n}"
             );
         }
+    }
+
+    #[test]
+    fn the_whole_fleets_sorted_values_follow_each_reading() {
+        use airq_domain::sensor::Cleaner;
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        let cfg = SpatialConfig::default();
+        let mut rnd = lcg(5);
+        let mut value = |missing: bool| (!missing).then(|| (rnd() * 40.0).round() / 2.0);
+        let reading = |i: usize, s: i64, location: Location, m: Measurements| {
+            Cleaner::default().process(airq_domain::Reading {
+                sensor_id: format!("s{i:02}"),
+                timestamp: t0 + chrono::Duration::seconds(s),
+                location,
+                measurements: m,
+            })
+        };
+        let mut locations: Vec<Location> = (0..40)
+            .map(|i| at(48.85 + 0.001 * i as f64, 2.35 - 0.001 * i as f64))
+            .collect();
+        let mut hood = Neighbourhood::default();
+        let from_scratch = |hood: &Neighbourhood| {
+            Sorted::of(hood.latest.values().map(|l| (l.location, &l.clean)), &cfg)
+        };
+        for step in 0..2_000_i64 {
+            let i = (step as usize * 7) % 40;
+            let m = Measurements {
+                pm2_5: value(step % 5 == 1),
+                pm10: value(step % 4 == 2),
+                no2: value(step % 3 == 0),
+            };
+            match step {
+                // A sensor moves, another is forgotten: the copy is sorted again.
+                700 => locations[i] = at(48.9, 2.3),
+                1_300 => hood.forget("s03"),
+                _ => {}
+            }
+            // A known sensor, in place: its values move in the sorted copy.
+            let incremental = matches!(hood.whole, Whole::Dense(_))
+                && hood.latest.contains_key(&format!("s{i:02}"))
+                && step != 700;
+            hood.update(&reading(i, step, locations[i], m));
+            if incremental {
+                assert!(matches!(hood.whole, Whole::Dense(_)), "step {step}");
+            }
+            let ts = t0 + chrono::Duration::seconds(step);
+            let dense = hood.dense(ts, &cfg).expect("a dense fleet");
+            assert_eq!(
+                Some(&*dense.sorted),
+                from_scratch(&hood).as_ref(),
+                "step {step}"
+            );
+        }
+        // A sensor out of the radius: the fleet is no longer dense, at once.
+        hood.update(&reading(99, 2_000, at(40.0, 2.35), Measurements::default()));
+        assert!(
+            hood.dense(t0 + chrono::Duration::seconds(2_000), &cfg)
+                .is_none()
+        );
     }
 
     #[test]

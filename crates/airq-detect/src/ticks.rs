@@ -122,22 +122,53 @@ struct Latest {
     /// How far its readings usually arrive off its rhythm (processing time against event
     /// time; a moving mean of the absolute difference), ms.
     jitter_ms: Option<f64>,
+    /// The ticks it owes a reading to by its rhythm, `[from, until)`: from its next reading's
+    /// time to the one after (a tick past it, the sensor missed its reading). Derived from
+    /// `ts` and `gaps` by [`Latest::new`] and [`Latest::advance`]: a live tick checks it
+    /// for every sensor it may wait for, at every check.
+    owed: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// The least a live tick waits for a sensor past its rhythm, ms (timer and clock noise).
 const JITTER_FLOOR_MS: u64 = 5;
 
 impl Latest {
-    fn rhythm(&self) -> Option<chrono::Duration> {
-        self.gaps.iter().flatten().min().copied()
+    fn new(ts: DateTime<Utc>, arrived_ms: u64, area: usize) -> Self {
+        Self {
+            ts,
+            arrived_ms,
+            area,
+            gaps: [None, None],
+            jitter_ms: None,
+            owed: None,
+        }
+    }
+
+    /// A newer reading of time `ts` arrived at `arrived_ms`.
+    fn advance(&mut self, ts: DateTime<Utc>, arrived_ms: u64) {
+        let gap = ts - self.ts;
+        let off =
+            (arrived_ms as f64 - self.arrived_ms as f64 - gap.num_milliseconds() as f64).abs();
+        self.jitter_ms = Some(self.jitter_ms.map_or(off, |j| j + 0.1 * (off - j)));
+        self.gaps = [Some(gap), self.gaps[0]];
+        self.ts = ts;
+        // The shorter of the last two intervals: one skipped reading does not change it.
+        let rhythm = self.gaps.iter().flatten().min().copied();
+        self.owed = rhythm.map(|r| (ts + r, ts + r + r));
+    }
+
+    /// The earliest tick the sensor may hold back ([`Latest::awaited_live`] is false before
+    /// it): its next reading's time by its rhythm, or its own time while it has none.
+    fn owed_from(&self) -> DateTime<Utc> {
+        self.owed.map_or(self.ts, |(from, _)| from)
     }
 
     /// Whether, by its rhythm, the sensor owes no reading at `ts` (a live tick does not wait
     /// for it): its next one is later, or it already missed the one before `ts` (stopped or
     /// late; a late reading is judged in a tick of its own).
     fn owes_none(&self, ts: DateTime<Utc>) -> bool {
-        self.rhythm()
-            .is_some_and(|r| self.ts + r > ts || self.ts + r + r <= ts)
+        self.owed
+            .is_some_and(|(from, until)| from > ts || until <= ts)
     }
 
     /// Whether a live tick `ts` still waits for the sensor at `now_ms`: it owes a reading at
@@ -156,6 +187,29 @@ impl Latest {
         });
         let due_in = gap_ms.saturating_add(late_after).min(wait_ms);
         now_ms.saturating_sub(self.arrived_ms) < due_in
+    }
+}
+
+/// The sensors by the earliest tick each may hold back ([`Latest::owed_from`]), up to the
+/// newest open tick: a live tick looks only at those owed at or before it, not at the whole
+/// fleet. In a fleet on its own clocks every reading is a tick, and checking each open tick
+/// against every sensor was a quarter of the detector's work.
+struct OwedBy<'a>(Vec<(DateTime<Utc>, &'a Latest)>);
+
+impl<'a> OwedBy<'a> {
+    fn new(latest: impl Iterator<Item = &'a Latest>, newest: Option<DateTime<Utc>>) -> Self {
+        let mut owed: Vec<_> = latest
+            .map(|l| (l.owed_from(), l))
+            .filter(|(from, _)| newest.is_some_and(|n| *from <= n))
+            .collect();
+        owed.sort_unstable_by_key(|(from, _)| *from);
+        Self(owed)
+    }
+
+    /// The sensors that may hold back tick `ts`.
+    fn at(&self, ts: DateTime<Utc>) -> impl Iterator<Item = &'a Latest> + '_ {
+        let end = self.0.partition_point(|(from, _)| *from <= ts);
+        self.0[..end].iter().map(|(_, l)| *l)
     }
 }
 
@@ -222,21 +276,12 @@ impl<T> Ticks<T> {
             self.new_pending = true;
         }
         let (area, _) = self.areas.of(&r.sensor_id, r.location, self.region_km);
-        let latest = self.latest.entry(r.sensor_id.clone()).or_insert(Latest {
-            ts,
-            arrived_ms,
-            area,
-            gaps: [None, None],
-            jitter_ms: None,
-        });
+        let latest = self
+            .latest
+            .entry(r.sensor_id.clone())
+            .or_insert_with(|| Latest::new(ts, arrived_ms, area));
         if ts > latest.ts {
-            let gap = ts - latest.ts;
-            let off =
-                (arrived_ms as f64 - latest.arrived_ms as f64 - gap.num_milliseconds() as f64)
-                    .abs();
-            latest.jitter_ms = Some(latest.jitter_ms.map_or(off, |j| j + 0.1 * (off - j)));
-            latest.gaps = [Some(gap), latest.gaps[0]];
-            latest.ts = ts;
+            latest.advance(ts, arrived_ms);
         }
         latest.arrived_ms = arrived_ms;
         self.last_arrival_ms = self.last_arrival_ms.max(arrived_ms);
@@ -275,10 +320,11 @@ impl<T> Ticks<T> {
         if !self.settling() {
             self.new_pending = false;
         }
+        let owed = self.owed();
         let waited: Vec<DateTime<Utc>> = self
             .open
             .iter()
-            .filter(|(ts, o)| self.timed_out(**ts, o, now_ms, wait))
+            .filter(|(ts, o)| self.timed_out(**ts, o, now_ms, wait, &owed))
             .map(|(ts, _)| *ts)
             .collect();
         let mut out = Vec::new();
@@ -316,11 +362,17 @@ impl<T> Ticks<T> {
     /// Or one a new sensor's wait held back.
     pub fn is_due(&self, now_ms: u64, wait: Wait) -> bool {
         let settled = self.new_sensor_ms.is_some() && !self.gathering(now_ms, wait);
-        !self.open.is_empty() && self.new_pending && settled
-            || self
-                .open
-                .iter()
-                .any(|(ts, o)| self.timed_out(*ts, o, now_ms, wait))
+        if !self.open.is_empty() && self.new_pending && settled {
+            return true;
+        }
+        let owed = self.owed();
+        self.open
+            .iter()
+            .any(|(ts, o)| self.timed_out(*ts, o, now_ms, wait, &owed))
+    }
+
+    fn owed(&self) -> OwedBy<'_> {
+        OwedBy::new(self.latest.values(), self.open.keys().next_back().copied())
     }
 
     /// Whether the wall clock closes tick `ts`.
@@ -337,10 +389,16 @@ impl<T> Ticks<T> {
     /// each reported `ts`, owes no reading at `ts`, is late on its rhythm by four times its
     /// jitter, or was silent for the live wait. While new sensors gather, it also waited
     /// `grace_ms` for theirs to arrive.
-    fn timed_out(&self, ts: DateTime<Utc>, o: &Open<T>, now_ms: u64, wait: Wait) -> bool {
+    fn timed_out(
+        &self,
+        ts: DateTime<Utc>,
+        o: &Open<T>,
+        now_ms: u64,
+        wait: Wait,
+        owed: &OwedBy,
+    ) -> bool {
         let wait_ms = wait.of(ts, self.fresh_secs);
         let waited = now_ms.saturating_sub(o.arrived_ms);
-        let mut mine = self.latest.values().filter(|l| o.areas.contains(&l.area));
         if wait.is_live(ts, self.fresh_secs) {
             let least = if self.gathering(now_ms, wait) {
                 wait.grace_ms.min(wait_ms)
@@ -348,12 +406,16 @@ impl<T> Ticks<T> {
                 0
             };
             return waited >= least
-                && !mine.any(|l| l.awaited_live(ts, now_ms, wait_ms, wait.grace_ms));
+                && !owed.at(ts).any(|l| {
+                    o.areas.contains(&l.area) && l.awaited_live(ts, now_ms, wait_ms, wait.grace_ms)
+                });
         }
         if waited < wait_ms {
             return false;
         }
-        !mine.any(|l| l.ts < ts && now_ms.saturating_sub(l.arrived_ms) < wait_ms)
+        !self.latest.values().any(|l| {
+            o.areas.contains(&l.area) && l.ts < ts && now_ms.saturating_sub(l.arrived_ms) < wait_ms
+        })
     }
 
     /// Closes every tick (end of a finite stream).
@@ -443,6 +505,55 @@ mod tests {
     use airq_domain::{Location, Measurements, Reading};
 
     use super::*;
+
+    #[test]
+    fn a_live_tick_is_held_back_only_by_sensors_owed_at_or_before_it() {
+        let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
+        let ms = chrono::Duration::milliseconds;
+        let mut x = 17_u64;
+        let mut rnd = move |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        // Sensors with a rhythm of 50 ms to 2 s or none yet (one reading), their last reading
+        // in the first 10 s, each arriving 0-2 s later than the others on the caller's clock.
+        let latest: Vec<Latest> = (0..400)
+            .map(|_| {
+                let readings = 1 + rnd(3) as i64;
+                let gap = 50 + rnd(1950) as i64;
+                let first = rnd(10_000) as i64 - (readings - 1) * gap;
+                let arrived = |t: i64, late: u64| (t + 10_000) as u64 + late;
+                let mut l = Latest::new(t0 + ms(first), arrived(first, rnd(2_000)), 0);
+                for k in 1..readings {
+                    let t = first + k * gap + rnd(100) as i64;
+                    let at = arrived(t, rnd(2_000));
+                    l.advance(t0 + ms(t), at);
+                    l.arrived_ms = at;
+                }
+                l
+            })
+            .collect();
+        let newest = t0 + ms(14_000);
+        let owed = OwedBy::new(latest.iter(), Some(newest));
+        let mut held_back = 0;
+        for k in 0..=140 {
+            let ts = t0 + ms(k * 100);
+            let now_ms = (k * 100) as u64 + 10_000 + rnd(2_500);
+            let looked: Vec<*const Latest> = owed.at(ts).map(|l| l as *const Latest).collect();
+            for l in &latest {
+                if l.awaited_live(ts, now_ms, 10_000, 250) {
+                    held_back += 1;
+                    assert!(looked.contains(&(l as *const Latest)), "{l:?} at {ts}");
+                }
+            }
+        }
+        assert!(
+            held_back > 1_000,
+            "the sample holds ticks back: {held_back}"
+        );
+    }
 
     fn at(sensor: &str, hour: i64) -> ProcessedReading {
         let t0: DateTime<Utc> = "2024-01-15T00:00:00Z".parse().unwrap();
