@@ -168,7 +168,7 @@ impl Detector {
                 .into_iter()
                 .filter(|r| !self.is_stale(r))
                 .collect();
-            fresh.into_iter().for_each(|r| self.neighbours.update(r));
+            self.neighbours.update_all(&fresh);
         }
         // The neighbourhood is fixed while the tick is judged: a dense fleet's context is
         // sorted once per timestamp instead of once per reading, and a fleet that is not

@@ -162,7 +162,19 @@ enum Whole {
     Dense(Arc<Sorted>),
 }
 
+/// A tick with more readings than this sorts the fleet's copy again instead of moving each
+/// reading's values in it: a move shifts the copy (linear), a sort is `n log n` once.
+const RESORT_FROM: usize = 16;
+
 impl Neighbourhood {
+    /// Records the readings of a tick, as [`Neighbourhood::update`] does one by one.
+    pub fn update_all(&mut self, readings: &[&ProcessedReading]) {
+        if readings.len() > RESORT_FROM {
+            self.whole = Whole::Unsorted;
+        }
+        readings.iter().for_each(|r| self.update(r));
+    }
+
     /// Records a processed reading (after it was judged: a sensor is not its own neighbour).
     pub fn update(&mut self, r: &ProcessedReading) {
         let newer = self
@@ -524,6 +536,27 @@ mod tests {
                 Some(&*dense.sorted),
                 from_scratch(&hood).as_ref(),
                 "step {step}"
+            );
+        }
+        // A tick of the whole fleet at once (sorted again), then one of two (moved in place).
+        for (k, n) in [(2_000, 40), (2_001, 2)] {
+            let tick: Vec<ProcessedReading> = (0..n)
+                .map(|i| {
+                    let m = Measurements {
+                        pm2_5: value(false),
+                        pm10: value(i % 3 == 0),
+                        no2: value(false),
+                    };
+                    reading(i, k, locations[i], m)
+                })
+                .collect();
+            hood.update_all(&tick.iter().collect::<Vec<_>>());
+            let dense = hood.dense(t0 + chrono::Duration::seconds(k), &cfg);
+            let dense = dense.expect("a dense fleet");
+            assert_eq!(
+                Some(&*dense.sorted),
+                from_scratch(&hood).as_ref(),
+                "tick of {n}"
             );
         }
         // A sensor out of the radius: the fleet is no longer dense, at once.
