@@ -63,7 +63,11 @@ RESULT=$("$BIN/examples/latency" --brokers "$BROKERS" --raw-topic "raw_$ID" --an
   --rate "$RATE" --seconds "$SECONDS_" --sensors "$SENSORS" $([ "$MODE" = live ] && echo --live) \
   $([ -n "${AIRQ_BENCH_SPREAD:-}" ] && echo --spread))
 # Each service's CPU time over the run (user + system, from /proc), before it stops.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f s", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+cpu_s() {
+  local t
+  t=$(cpu_ticks "$1" 2>/dev/null) || { echo "?"; return; }
+  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f s", t / hz }'
+}
 read -r CLEANER_PID DETECTOR_PID <<<"$PIDS"
 CPU="stream-cleaner $(cpu_s "$CLEANER_PID"), anomaly-detector $(cpu_s "$DETECTOR_PID")"
 # Stopped, each service logs its counters over the whole run.

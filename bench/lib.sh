@@ -22,3 +22,6 @@ beijing_counts() {
 
 # rows DB_URL: the readings stored there.
 rows() { psql "$1" -tAc "select count(*) from readings"; }
+
+# cpu_ticks PID: the process's user + system CPU time so far, in clock ticks (getconf CLK_TCK).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -4,8 +4,8 @@
 # `perf record` (no call graph: release builds keep no frame pointers), with its CPU time
 # read from /proc. Writes bench/results/profile-cleaner-<date>.txt: msg/s, CPU us per
 # message against librdkafka's own (the floor, measured on the same topic), and the hottest
-# symbols, self time. The time is that of the first to the last stored
-# row by PostgreSQL's clock (`ingested_at`), so that the script's polling is not in it.
+# symbols, self time. The time is that of the first to the last stored row by PostgreSQL's
+# clock (`ingested_at`), so that the script's polling is not in it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${AIRQ_BENCH_BIN:-$ROOT/target/release}  # another build for an A/B run
@@ -19,8 +19,9 @@ DB_BASE=${AIRQ_TEST_PG_URL%/*}
 export AIRQ__KAFKA__BROKERS=127.0.0.1:$PORT
 command -v perf >/dev/null || { echo "profile_cleaner: perf not found (Debian: linux-perf); no profile taken" >&2; exit 0; }
 source "$ROOT/bench/lib.sh"
+# The floor's program (the cleaner itself is $BIN's, built by the caller: another build for an A/B).
+cargo build --release -q -p airq-kafka --example passthrough
 beijing_counts "$DATA"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 start_memory_tansu "$PORT" "$STATE/bench/tansu-profile.log"
 PID=
