@@ -114,7 +114,13 @@ struct Open<T> {
 #[derive(Debug, Clone, Copy)]
 struct Latest {
     ts: DateTime<Utc>,
+    /// When any reading of the sensor last arrived (an older one too): it is still sending.
     arrived_ms: u64,
+    /// When its reading of `ts` arrived: its rhythm runs from there. A late delivery of an
+    /// older reading does not move it; before it did, and a live tick waited for the sensor's
+    /// next reading one interval past its time (in the latency bench, every tick next to a
+    /// late delivery: 200 ms).
+    ts_arrived_ms: u64,
     area: usize,
     /// The sensor's last two intervals between readings (event time); the shorter is its
     /// rhythm (one skipped reading does not change it).
@@ -132,11 +138,19 @@ struct Latest {
 /// The least a live tick waits for a sensor past its rhythm, ms (timer and clock noise).
 const JITTER_FLOOR_MS: u64 = 5;
 
+/// How long past its rhythm a reading of a sensor whose usual jitter is `jitter_ms` may still
+/// come: four times that jitter (about three standard deviations), plus the floor. A live
+/// tick waits that long for it, at most the grace.
+fn late_after_ms(jitter_ms: f64) -> u64 {
+    ((4.0 * jitter_ms) as u64).saturating_add(JITTER_FLOOR_MS)
+}
+
 impl Latest {
     fn new(ts: DateTime<Utc>, arrived_ms: u64, area: usize) -> Self {
         Self {
             ts,
             arrived_ms,
+            ts_arrived_ms: arrived_ms,
             area,
             gaps: [None, None],
             jitter_ms: None,
@@ -148,10 +162,18 @@ impl Latest {
     fn advance(&mut self, ts: DateTime<Utc>, arrived_ms: u64) {
         let gap = ts - self.ts;
         let off =
-            (arrived_ms as f64 - self.arrived_ms as f64 - gap.num_milliseconds() as f64).abs();
+            (arrived_ms as f64 - self.ts_arrived_ms as f64 - gap.num_milliseconds() as f64).abs();
+        // One delivery far off the rhythm (a retry, a reading held back) counts as no further
+        // off than a live tick would wait for it: it raises the usual jitter by a share of
+        // that, not of itself. Unclipped, one second-late reading made its sensor's ticks wait
+        // the whole grace for seconds after, twice (the late reading, then the next on time).
+        let off = self
+            .jitter_ms
+            .map_or(off, |j| off.min(late_after_ms(j) as f64));
         self.jitter_ms = Some(self.jitter_ms.map_or(off, |j| j + 0.1 * (off - j)));
         self.gaps = [Some(gap), self.gaps[0]];
         self.ts = ts;
+        self.ts_arrived_ms = arrived_ms;
         // The shorter of the last two intervals: one skipped reading does not change it.
         let rhythm = self.gaps.iter().flatten().min().copied();
         self.owed = rhythm.map(|r| (ts + r, ts + r + r));
@@ -179,14 +201,11 @@ impl Latest {
             return false;
         }
         let gap_ms = u64::try_from((ts - self.ts).num_milliseconds()).unwrap_or(u64::MAX);
-        // Four times its usual jitter (about three standard deviations), at most the grace.
-        let late_after = self.jitter_ms.map_or(grace_ms, |j| {
-            ((4.0 * j) as u64)
-                .saturating_add(JITTER_FLOOR_MS)
-                .min(grace_ms)
-        });
+        let late_after = self
+            .jitter_ms
+            .map_or(grace_ms, |j| late_after_ms(j).min(grace_ms));
         let due_in = gap_ms.saturating_add(late_after).min(wait_ms);
-        now_ms.saturating_sub(self.arrived_ms) < due_in
+        now_ms.saturating_sub(self.ts_arrived_ms) < due_in
     }
 }
 
@@ -913,6 +932,65 @@ mod tests {
         push(&mut t, 5, &[("a", 5000)]);
         assert!(!t.is_due(5000 + WAIT, backlog));
         assert_eq!(closed(t.due(5000 + 6 * WAIT, backlog)), [["a"]]);
+    }
+
+    #[test]
+    fn one_late_delivery_does_not_make_its_sensor_hold_the_next_ticks_for_the_grace() {
+        let mut t = Ticks::new(&hourly());
+        let push = |t: &mut Ticks<()>, s: &str, second: i64, ms: u64| {
+            t.push(at_second(s, second), (), ms);
+        };
+        // a on its rhythm, b 2 ms off it at every reading: its usual jitter is 2 ms.
+        for k in 0..=5 {
+            let ms = k as u64 * 1000;
+            push(&mut t, "a", k, ms);
+            push(&mut t, "b", k, ms + 2 * (ms / 1000 % 2));
+            assert_eq!(t.due(ms + GRACE, live()).len(), 1, "second {k}");
+        }
+        // b's reading of second 6 comes a second late, with its reading of second 7.
+        push(&mut t, "a", 6, 6000);
+        assert_eq!(closed(t.due(6000 + GRACE, live())), [["a"]]);
+        push(&mut t, "b", 6, 7000);
+        push(&mut t, "a", 7, 7000);
+        push(&mut t, "b", 7, 7000);
+        push(&mut t, "a", 8, 8000);
+        push(&mut t, "b", 8, 8000);
+        assert_eq!(t.due(8000, live()).len(), 3, "seconds 6 (b's own), 7 and 8");
+        // b misses second 9: given up about four times its usual jitter after its reading was
+        // due, as before the late one, not after the whole grace.
+        push(&mut t, "a", 9, 9000);
+        assert!(!t.is_due(9000 + 5, live()), "b may still come");
+        assert!(
+            t.is_due(9000 + GRACE / 2, live()),
+            "one late reading does not stretch b's wait to the grace"
+        );
+    }
+
+    #[test]
+    fn a_late_delivery_of_an_older_reading_does_not_move_its_sensors_rhythm() {
+        let mut t = Ticks::new(&hourly());
+        let push = |t: &mut Ticks<()>, s: &str, second: i64, ms: u64| {
+            t.push(at_second(s, second), (), ms);
+        };
+        for k in 0..=3 {
+            let ms = k as u64 * 1000;
+            push(&mut t, "a", k, ms);
+            push(&mut t, "b", k, ms + 2 * (ms / 1000 % 2));
+            assert_eq!(t.due(ms + GRACE, live()).len(), 1, "second {k}");
+        }
+        // b's reading of second 4 is held back on its way; its reading of second 1 comes now.
+        push(&mut t, "a", 4, 4000);
+        push(&mut t, "b", 1, 4000);
+        assert_eq!(
+            closed(t.due(4000, live())),
+            [["b"]],
+            "the late one, alone, at once"
+        );
+        assert!(!t.is_due(4000 + 5, live()), "b's second 4 may still come");
+        assert!(
+            t.is_due(4000 + GRACE / 2, live()),
+            "given up on b's rhythm, not an interval after the late reading"
+        );
     }
 
     #[test]

@@ -33,10 +33,22 @@ pub fn reader(brokers: &str, group_id: &str) -> ClientConfig {
         // query has an un-aliased subquery, which PostgreSQL < 16 rejects) and drops the
         // connection (docs/tansu.md).
         .set("isolation.level", "read_uncommitted")
-        // A fetch with nothing new waits this long at most (librdkafka: 500 ms): the
-        // idle-path latency per hop.
-        .set("fetch.wait.max.ms", "10");
+        .set("fetch.wait.max.ms", fetch_wait_ms());
     cfg
+}
+
+/// How long a fetch may wait for new messages, ms: `AIRQ_KAFKA_FETCH_WAIT_MS`, 10 by default
+/// (librdkafka's is 500). Apache Kafka answers a fetch as soon as it has data, so this is only
+/// an idle consumer's wait. Tansu 0.6.0 sleeps out the whole wait even when it has data
+/// (tansu-storage's `service/fetch.rs`), so there every fetch takes this long: it is the
+/// latency floor of each hop, and an idle consumer sends 1000 / this fetches a second.
+/// `bench/latency.sh` runs at 1 (docs/benchmarks.md); the native stack keeps 10, as each
+/// fetch costs Tansu a PostgreSQL query per partition.
+fn fetch_wait_ms() -> String {
+    std::env::var("AIRQ_KAFKA_FETCH_WAIT_MS")
+        .ok()
+        .filter(|v| v.parse::<u32>().is_ok())
+        .unwrap_or_else(|| "10".into())
 }
 
 /// A client that reads without taking part: it joins no group and commits nothing, and is
