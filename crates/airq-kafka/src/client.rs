@@ -45,10 +45,16 @@ pub fn reader(brokers: &str, group_id: &str) -> ClientConfig {
 /// `bench/latency.sh` runs at 1 (docs/benchmarks.md); the native stack keeps 10, as each
 /// fetch costs Tansu a PostgreSQL query per partition.
 fn fetch_wait_ms() -> String {
-    std::env::var("AIRQ_KAFKA_FETCH_WAIT_MS")
-        .ok()
-        .filter(|v| v.parse::<u32>().is_ok())
-        .unwrap_or_else(|| "10".into())
+    fetch_wait_from(std::env::var("AIRQ_KAFKA_FETCH_WAIT_MS").ok().as_deref()).to_string()
+}
+
+/// The fetch wait a setting names: a whole number of ms, or 10 when it is absent or not one
+/// (a typo must not turn into librdkafka's 500 ms, nor stop the service).
+fn fetch_wait_from(setting: Option<&str>) -> u32 {
+    const DEFAULT_MS: u32 = 10;
+    setting
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MS)
 }
 
 /// A client that reads without taking part: it joins no group and commits nothing, and is
@@ -121,4 +127,19 @@ pub fn consumer(
     let consumer: StreamConsumer = with_overrides(cfg).create().map_err(KafkaError::Config)?;
     consumer.subscribe(topics).map_err(KafkaError::Transient)?;
     Ok(consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fetch_wait_is_the_settings_whole_ms_or_ten() {
+        assert_eq!(fetch_wait_from(None), 10);
+        assert_eq!(fetch_wait_from(Some("1")), 1);
+        assert_eq!(fetch_wait_from(Some(" 250 ")), 250);
+        for bad in ["", "1.5", "-1", "ten"] {
+            assert_eq!(fetch_wait_from(Some(bad)), 10, "{bad:?}");
+        }
+    }
 }
