@@ -934,19 +934,25 @@ mod tests {
         assert_eq!(closed(t.due(5000 + 6 * WAIT, backlog)), [["a"]]);
     }
 
+    /// Sensors a and b reporting each second from second 0 to `last`, each tick closed: a on
+    /// its rhythm, b 2 ms off it at every reading (its usual jitter is 2 ms).
+    fn a_and_b_on_their_rhythm(last: i64) -> Ticks<()> {
+        let mut t = Ticks::new(&hourly());
+        for k in 0..=last {
+            let ms = k as u64 * 1000;
+            t.push(at_second("a", k), (), ms);
+            t.push(at_second("b", k), (), ms + 2 * (ms / 1000 % 2));
+            assert_eq!(t.due(ms + GRACE, live()).len(), 1, "second {k}");
+        }
+        t
+    }
+
     #[test]
     fn one_late_delivery_does_not_make_its_sensor_hold_the_next_ticks_for_the_grace() {
-        let mut t = Ticks::new(&hourly());
+        let mut t = a_and_b_on_their_rhythm(5);
         let push = |t: &mut Ticks<()>, s: &str, second: i64, ms: u64| {
             t.push(at_second(s, second), (), ms);
         };
-        // a on its rhythm, b 2 ms off it at every reading: its usual jitter is 2 ms.
-        for k in 0..=5 {
-            let ms = k as u64 * 1000;
-            push(&mut t, "a", k, ms);
-            push(&mut t, "b", k, ms + 2 * (ms / 1000 % 2));
-            assert_eq!(t.due(ms + GRACE, live()).len(), 1, "second {k}");
-        }
         // b's reading of second 6 comes a second late, with its reading of second 7.
         push(&mut t, "a", 6, 6000);
         assert_eq!(closed(t.due(6000 + GRACE, live())), [["a"]]);
@@ -968,16 +974,10 @@ mod tests {
 
     #[test]
     fn a_late_delivery_of_an_older_reading_does_not_move_its_sensors_rhythm() {
-        let mut t = Ticks::new(&hourly());
+        let mut t = a_and_b_on_their_rhythm(3);
         let push = |t: &mut Ticks<()>, s: &str, second: i64, ms: u64| {
             t.push(at_second(s, second), (), ms);
         };
-        for k in 0..=3 {
-            let ms = k as u64 * 1000;
-            push(&mut t, "a", k, ms);
-            push(&mut t, "b", k, ms + 2 * (ms / 1000 % 2));
-            assert_eq!(t.due(ms + GRACE, live()).len(), 1, "second {k}");
-        }
         // b's reading of second 4 is held back on its way; its reading of second 1 comes now.
         push(&mut t, "a", 4, 4000);
         push(&mut t, "b", 1, 4000);
