@@ -42,7 +42,7 @@ export AIRQ__DATABASE__URL=$DB AIRQ__KAFKA__TOPICS__RAW=raw_$ID AIRQ__KAFKA__TOP
   AIRQ__CLEANER__GROUP_ID=cleaner_$ID AIRQ__DETECTOR__GROUP_ID=detector_$ID
 # The services' counters (their own latency, the ticks' wait) are logged at info.
 export RUST_LOG=${RUST_LOG:-warn,airq_kafka::runtime=info,anomaly_detector::processor=info}
-# Every consumer's fetch waits 1 ms instead of 10: Tansu sleeps out a fetch's whole wait even
+# Every consumer's fetch waits 1 ms instead of 100: Tansu sleeps out a fetch's whole wait even
 # when it has data, so that wait is each hop's floor (crates/airq-kafka/src/client.rs). It
 # costs the broker CPU: idle consumers fetch 1,000 times a second.
 export AIRQ_KAFKA_FETCH_WAIT_MS=${AIRQ_BENCH_FETCH_WAIT_MS:-1}

@@ -934,63 +934,65 @@ mod tests {
         assert_eq!(closed(t.due(5000 + 6 * WAIT, backlog)), [["a"]]);
     }
 
+    /// `sensor`'s reading of `second`, arriving at `ms`.
+    fn push_at(t: &mut Ticks<()>, sensor: &str, second: i64, ms: u64) {
+        t.push(at_second(sensor, second), (), ms);
+    }
+
     /// Sensors a and b reporting each second from second 0 to `last`, each tick closed: a on
     /// its rhythm, b 2 ms off it at every reading (its usual jitter is 2 ms).
     fn a_and_b_on_their_rhythm(last: i64) -> Ticks<()> {
         let mut t = Ticks::new(&hourly());
         for k in 0..=last {
             let ms = k as u64 * 1000;
-            t.push(at_second("a", k), (), ms);
-            t.push(at_second("b", k), (), ms + 2 * (ms / 1000 % 2));
+            push_at(&mut t, "a", k, ms);
+            push_at(&mut t, "b", k, ms + 2 * (ms / 1000 % 2));
             assert_eq!(t.due(ms + GRACE, live()).len(), 1, "second {k}");
         }
         t
     }
 
+    /// b, which missed the reading due at `due_ms` (its rhythm), is given up about four times
+    /// its usual jitter after it, not after the whole grace.
+    fn b_given_up_on_its_rhythm(t: &Ticks<()>, due_ms: u64) {
+        assert!(!t.is_due(due_ms + 5, live()), "b may still come");
+        assert!(
+            t.is_due(due_ms + GRACE / 2, live()),
+            "b given up on its rhythm, not after the grace"
+        );
+    }
+
     #[test]
     fn one_late_delivery_does_not_make_its_sensor_hold_the_next_ticks_for_the_grace() {
         let mut t = a_and_b_on_their_rhythm(5);
-        let push = |t: &mut Ticks<()>, s: &str, second: i64, ms: u64| {
-            t.push(at_second(s, second), (), ms);
-        };
         // b's reading of second 6 comes a second late, with its reading of second 7.
-        push(&mut t, "a", 6, 6000);
+        push_at(&mut t, "a", 6, 6000);
         assert_eq!(closed(t.due(6000 + GRACE, live())), [["a"]]);
-        push(&mut t, "b", 6, 7000);
-        push(&mut t, "a", 7, 7000);
-        push(&mut t, "b", 7, 7000);
-        push(&mut t, "a", 8, 8000);
-        push(&mut t, "b", 8, 8000);
+        push_at(&mut t, "b", 6, 7000);
+        push_at(&mut t, "a", 7, 7000);
+        push_at(&mut t, "b", 7, 7000);
+        push_at(&mut t, "a", 8, 8000);
+        push_at(&mut t, "b", 8, 8000);
         assert_eq!(t.due(8000, live()).len(), 3, "seconds 6 (b's own), 7 and 8");
         // b misses second 9: given up about four times its usual jitter after its reading was
         // due, as before the late one, not after the whole grace.
-        push(&mut t, "a", 9, 9000);
-        assert!(!t.is_due(9000 + 5, live()), "b may still come");
-        assert!(
-            t.is_due(9000 + GRACE / 2, live()),
-            "one late reading does not stretch b's wait to the grace"
-        );
+        push_at(&mut t, "a", 9, 9000);
+        b_given_up_on_its_rhythm(&t, 9000);
     }
 
     #[test]
     fn a_late_delivery_of_an_older_reading_does_not_move_its_sensors_rhythm() {
         let mut t = a_and_b_on_their_rhythm(3);
-        let push = |t: &mut Ticks<()>, s: &str, second: i64, ms: u64| {
-            t.push(at_second(s, second), (), ms);
-        };
         // b's reading of second 4 is held back on its way; its reading of second 1 comes now.
-        push(&mut t, "a", 4, 4000);
-        push(&mut t, "b", 1, 4000);
+        push_at(&mut t, "a", 4, 4000);
+        push_at(&mut t, "b", 1, 4000);
         assert_eq!(
             closed(t.due(4000, live())),
             [["b"]],
             "the late one, alone, at once"
         );
-        assert!(!t.is_due(4000 + 5, live()), "b's second 4 may still come");
-        assert!(
-            t.is_due(4000 + GRACE / 2, live()),
-            "given up on b's rhythm, not an interval after the late reading"
-        );
+        // Its reading of second 4 was due at 4000, not an interval after the late one.
+        b_given_up_on_its_rhythm(&t, 4000);
     }
 
     #[test]
