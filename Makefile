@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 STATE ?= .stack
-BEIJING_DIR ?= ../shared/data/beijing_prsa
+# The Beijing data set (README, Data): the same variable the binaries, scripts and compose read.
+AIRQ_BEIJING_DIR ?= ../shared/data/beijing_prsa
 # `make train` window (after `make replay`: TRAIN_FROM=2013-03-01 TRAIN_TO=2017-03-01)
 TRAIN_FROM ?= $(shell date -u -d '7 days ago' +%F)
 TRAIN_TO ?= $(shell date -u -d tomorrow +%F)
@@ -61,7 +62,7 @@ airflow: stack build
 	scripts/airflow.sh
 
 replay: build
-	@$(ENV) && target/release/sensor-sim replay --data-dir $(BEIJING_DIR) --speedup 0
+	@$(ENV) && target/release/sensor-sim replay --data-dir $(AIRQ_BEIJING_DIR) --speedup 0
 
 bench: stack build
 	cargo build --release -p airq-kafka --examples
