@@ -156,7 +156,9 @@ CONF
   if [[ $KAFKA_STORAGE == postgres://* ]]; then
     ensure_database tansu
     # Idempotent (if not exists / create or replace): also brings an older schema up to date.
-    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d tansu -q -v ON_ERROR_STOP=1 -f "$TANSU_SCHEMA" >/dev/null
+    # Warnings only: each "already exists, skipping" notice is expected on every start.
+    PGOPTIONS='-c client_min_messages=warning' \
+      psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d tansu -q -v ON_ERROR_STOP=1 -f "$TANSU_SCHEMA" >/dev/null
   fi
 }
 
