@@ -88,7 +88,11 @@ fn processed_stream(sensors: usize, ticks: u64, seed: u64) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_processed_messages_are_dead_lettered_and_detection_goes_on() {
-    airq_runtime::init_tracing("warn");
+    airq_runtime::init_tracing("info,sqlx=warn");
+    // Where the time went, shown on success too (.config/nextest.toml): this test once ran
+    // past 60 s against its usual 12.
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("{:>7.1} s  {what}", started.elapsed().as_secs_f64());
     let good = processed_stream(10, 600, 23);
     let bad = malformed(10_000, 9);
     let db = test_database().await;
@@ -110,11 +114,13 @@ async fn malformed_processed_messages_are_dead_lettered_and_detection_goes_on() 
         .collect();
     produce(&topics.processed, &keyed).await;
     produce_bytes(&brokers(), &topics.processed, &bad[5000..]).await;
+    phase("produced");
     let pool = PgPool::connect(&db).await.unwrap();
     airq_store::migrate(&pool).await.unwrap();
     let (stop, detector) = spawn_detector(detector_settings(&db, &topics, &brokers()));
 
     let dead = read_topic(&topics.dead_letter, bad.len(), Duration::from_secs(2), LONG).await;
+    phase("dead letters read");
     let processed = read_topic(
         &topics.processed,
         bad.len() + good.len(),
@@ -122,9 +128,11 @@ async fn malformed_processed_messages_are_dead_lettered_and_detection_goes_on() 
         LONG,
     )
     .await;
+    phase("processed_data read");
     let expected = oracle(&processed);
     assert!(!expected.is_empty(), "the good stream has anomalies");
     let rows = wait_for_table(&pool, &final_rows(&expected)).await;
+    phase("anomalies stored");
     assert!(!detector.is_finished(), "the detector is still running");
     stop.cancel();
     detector.await.unwrap().unwrap();

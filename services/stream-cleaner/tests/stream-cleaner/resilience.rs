@@ -6,7 +6,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_malformed_messages_are_dead_lettered_and_good_ones_still_flow() {
-    airq_runtime::init_tracing("warn");
+    airq_runtime::init_tracing("info,sqlx=warn");
     let (msgs, _) = simulate(20, 300, FaultRates::none(), 17);
     let (_, valid) = valid_keys(&msgs);
     let bad = malformed(10_000, 5);
