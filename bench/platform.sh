@@ -72,5 +72,8 @@ REPORT=$OUT/platform-$(date -u +%Y%m%dT%H%M%SZ).txt
   echo "live readings stored during the run: $((LIVE1 - LIVE0)) in $(calc "$T4 - $T0") s (+10 s before)"
   echo "live readings stored in the 15 s after: $((LIVE2 - LIVE1)); newest live reading $NEWEST s old"
   echo "anomalies on Beijing sensors: $(q "select count(*) from anomalies where sensor_id like 'bj\_%'")"
+  # How unevenly the cleaner drained raw_data's partitions: a station first stored more than
+  # the detector's backlog wait (60 s) after the others is judged without its neighbours.
+  echo "Beijing stations' first / last stored reading, spread (from empty state): $(q "select round(extract(epoch from max(f) - min(f))::numeric, 1) || ' s / ' || round(extract(epoch from max(l) - min(l))::numeric, 1) || ' s' from (select min(ingested_at) f, max(ingested_at) l from readings where sensor_id like 'bj\_%' group by sensor_id) s")"
   echo "tansu database: $(q "select pg_size_pretty(pg_database_size('tansu'))")"
 } | tee "$REPORT"
