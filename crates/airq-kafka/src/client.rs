@@ -124,7 +124,13 @@ pub fn consumer(
         // and the cleaner stood still that long; a fetch answers in well under a second.
         .set("socket.timeout.ms", "20000")
         .set("queued.min.messages", "200000")
-        .set("fetch.max.bytes", "52428800");
+        // Tansu 0.6.0 answers a fetch with up to 5 MB taken partition by partition (it ignores
+        // the per-partition limit): on a full topic one partition's ~20,000 records a fetch, and
+        // the others waited their turn. 1 MB a fetch drains a full raw_data evenly (the Beijing
+        // stations' first readings stored within 4 s of one another, not 13-29 s) as fast
+        // (docs/benchmarks.md). Apache Kafka answers at once with data, so small fetches cost
+        // it little.
+        .set("fetch.max.bytes", "1048576");
     let consumer: StreamConsumer = with_overrides(cfg).create().map_err(KafkaError::Config)?;
     consumer.subscribe(topics).map_err(KafkaError::Transient)?;
     Ok(consumer)
