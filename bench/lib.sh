@@ -1,16 +1,23 @@
 # Shared by the bench scripts (sourced).
 
-# start_memory_tansu PORT LOG: a second Tansu on memory storage, for single-pass benches
-# (no restart, no resume from committed offsets: see docs/tansu.md). Sets TANSU_PID.
-start_memory_tansu() {
-  local port=$1 log=$2 cache=${AIRQ_CACHE_DIR:-$HOME/.cache/airq}
+# start_tansu PORT LOG STORAGE: a second Tansu on STORAGE, its log appended to LOG. Sets
+# TANSU_PID.
+start_tansu() {
+  local port=$1 log=$2 storage=$3 cache=${AIRQ_CACHE_DIR:-$HOME/.cache/airq}
   "$cache/tansu-0.6.0/bin/tansu" broker --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
-    >"$log" 2>&1 &
+    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "$storage" \
+    >>"$log" 2>&1 &
   TANSU_PID=$!
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.2; done
   echo "Tansu did not start on port $port (see $log)" >&2
   return 1
+}
+
+# start_memory_tansu PORT LOG: a second Tansu on memory storage, for single-pass benches
+# (no restart, no resume from committed offsets: see docs/tansu.md). Sets TANSU_PID.
+start_memory_tansu() {
+  : >"$2"
+  start_tansu "$1" "$2" memory://tansu/
 }
 
 # beijing_counts DIR: sets TOTAL (the data set's readings) and EXPECTED (those with at least one

@@ -38,15 +38,7 @@ pg -c "ALTER DATABASE $DB SET session_preload_libraries = 'auto_explain'" \
 TANSU_PID=
 stop_tansu() { [ -z "$TANSU_PID" ] || { kill "$TANSU_PID" 2>/dev/null || true; wait "$TANSU_PID" 2>/dev/null || true; }; }
 # A database setting reaches only new connections: a new broker for each.
-restart_tansu() {
-  stop_tansu
-  "$AIRQ_TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$PORT" --storage-engine "$STORAGE" >>"$LOG" 2>&1 &
-  TANSU_PID=$!
-  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0; sleep 0.2; done
-  echo "Tansu did not start on port $PORT (see $LOG)" >&2
-  return 1
-}
+restart_tansu() { stop_tansu; start_tansu "$PORT" "$LOG" "$STORAGE"; }
 finish() {
   stop_tansu
   pg -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null || true
