@@ -8,6 +8,7 @@
 # AIRQ_BENCH_BODY=readings: the body carries the sensor's last 30 stored readings.
 # AIRQ_BENCH_BODY=horizons: as stored, with every hour 1 to 24 ahead (`"horizons": [1, ..., 24]`).
 # AIRQ_BENCH_BODY=health: GET /health instead, the floor of loopback HTTP on this machine.
+# AIRQ_BENCH_WRK_THREADS: wrk's threads (default 2, one per core).
 # Usage: bench/predict_load.sh [SECONDS] [CONNECTIONS]. Writes bench/results/predict-<date>.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +27,7 @@ MODEL=${AIRQ_BENCH_MODEL:-$(sed -n 's/.*MLflow experiment beijing-bench-\([0-9]*
 PORT=${AIRQ_BENCH_PREDICT_PORT:-18000}
 DB=${AIRQ_TEST_PG_URL%/*}/${AIRQ_BENCH_DB:-airq_bench_e2e}
 KIND=${AIRQ_BENCH_BODY:-stored}
+WRK_THREADS=${AIRQ_BENCH_WRK_THREADS:-2}
 case $KIND in
   stored) BODY='{"sensor_id":"bj_aotizhongxin"}' ;;
   horizons) BODY='{"sensor_id":"bj_aotizhongxin","horizons":['"$(seq -s, 1 24)"']}' ;;
@@ -42,7 +44,7 @@ PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
 if [ "$KIND" = health ]; then
-  RESULT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/health")
+  RESULT=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/health")
 else
   curl -sf -X POST "http://127.0.0.1:$PORT/predict" -H 'content-type: application/json' -d "$BODY"
   echo
@@ -51,7 +53,7 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '$BODY'
 LUA
-  RESULT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$STATE/bench/predict.lua" "http://127.0.0.1:$PORT/predict")
+  RESULT=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$STATE/bench/predict.lua" "http://127.0.0.1:$PORT/predict")
 fi
 {
   echo "# bench/predict_load.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $BIN/predict-api, model $MODEL, $CONNECTIONS connections, body $KIND (${#BODY} bytes), series cache ${AIRQ_SERIES_CACHE_MS:-1000} ms"

@@ -28,6 +28,8 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 
 source "$ROOT/bench/lib.sh"
+cargo build --release -q -p stream-cleaner -p sensor-sim --bins
+cargo build --release -q -p airq-kafka --example consume_rate
 beijing_counts "$DATA"
 start_memory_tansu "$PORT" "$STATE/bench/tansu-memory.log"
 CLEANER_PID=

@@ -3,6 +3,12 @@
 //! staleness changes no forecast, and at many requests per sensor and second it saves a
 //! PostgreSQL round trip per request. A sensor with no readings is kept too (its 404 needs no
 //! query either). `ttl` 0 turns the cache off.
+//!
+//! Once a series is older than `ttl`, the first request to ask reads it again and the
+//! requests that ask meanwhile are served the one before, for at most another `ttl`. Without
+//! that, every request in flight when a busy sensor's series expired read it at once: at
+//! 30k requests a second, a burst of queries once a second that queued on the connection
+//! pool and set the p99 (docs/benchmarks.md).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -20,6 +26,31 @@ struct Entry {
     hours: i64,
     /// `None`: the sensor has no readings.
     series: Option<Arc<Series>>,
+    /// A request is reading the series again (it is older than the ttl).
+    refreshing: bool,
+}
+
+/// How an entry serves a request at a given time.
+#[derive(Debug, PartialEq, Eq)]
+enum Freshness {
+    /// Younger than the ttl.
+    Fresh,
+    /// Older, but younger than twice the ttl: served while one request reads it again.
+    Stale,
+    /// Older still, or for another history: read.
+    Unusable,
+}
+
+impl Entry {
+    fn freshness(&self, hours: i64, ttl: Duration, now: Instant) -> Freshness {
+        let age = now.saturating_duration_since(self.read_at);
+        match () {
+            _ if self.hours != hours => Freshness::Unusable,
+            _ if age < ttl => Freshness::Fresh,
+            _ if age < ttl.saturating_mul(2) => Freshness::Stale,
+            _ => Freshness::Unusable,
+        }
+    }
 }
 
 /// The series cache (shared by the request handlers).
@@ -29,7 +60,8 @@ pub struct SeriesCache {
     entries: RwLock<HashMap<String, Entry>>,
 }
 
-/// What [`SeriesCache::lookup`] found: the fresh series, and the sensors to read.
+/// What [`SeriesCache::lookup`] found: the series to use, and the sensors to read (the
+/// caller then [`SeriesCache::store`]s them).
 #[derive(Debug, Default)]
 pub struct Lookup {
     pub found: BTreeMap<String, Arc<Series>>,
@@ -44,25 +76,45 @@ impl SeriesCache {
         }
     }
 
-    /// The series of `sensors` read at most `ttl` before `now` for `hours` of history; the
-    /// others are `missing`. A sensor known to have no readings is in neither.
+    /// The series of `sensors` for `hours` of history: those read less than `ttl` before
+    /// `now`, and those read less than twice `ttl` before while another request reads them
+    /// again; the others are `missing`, and a stale one this call returns as `missing` is
+    /// being read by its caller from then on. A sensor known to have no readings is in
+    /// neither.
     pub fn lookup(&self, sensors: &[String], hours: i64, now: Instant) -> Lookup {
         let mut out = Lookup::default();
         if self.ttl.is_zero() {
             out.missing = sensors.to_vec();
             return out;
         }
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        for s in sensors {
-            match entries.get(s) {
-                Some(e)
-                    if e.hours == hours && now.saturating_duration_since(e.read_at) < self.ttl =>
-                {
-                    if let Some(series) = &e.series {
-                        out.found.insert(s.clone(), series.clone());
+        let mut to_claim = Vec::new();
+        {
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            for s in sensors {
+                let entry = entries.get(s);
+                match entry.map(|e| (e.freshness(hours, self.ttl, now), e.refreshing)) {
+                    Some((Freshness::Fresh, _) | (Freshness::Stale, true)) => {
+                        serve(&mut out, s, entry);
                     }
+                    Some((Freshness::Stale, false)) => to_claim.push(s),
+                    _ => out.missing.push(s.clone()),
                 }
-                _ => out.missing.push(s.clone()),
+            }
+        }
+        if !to_claim.is_empty() {
+            // Rare (once a ttl per busy sensor): the write lock, to claim the refresh.
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            for s in to_claim {
+                // Re-checked: another request may have claimed or stored it meanwhile.
+                let entry = entries.get_mut(s);
+                match entry.map(|e| (e.freshness(hours, self.ttl, now), e)) {
+                    Some((Freshness::Stale, e)) if !e.refreshing => {
+                        e.refreshing = true;
+                        out.missing.push(s.clone());
+                    }
+                    Some((Freshness::Fresh | Freshness::Stale, e)) => serve(&mut out, s, Some(e)),
+                    _ => out.missing.push(s.clone()),
+                }
             }
         }
         out
@@ -82,8 +134,8 @@ impl SeriesCache {
         }
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= PRUNE_AT {
-            let ttl = self.ttl;
-            entries.retain(|_, e| now.saturating_duration_since(e.read_at) < ttl);
+            let keep = self.ttl.saturating_mul(2);
+            entries.retain(|_, e| now.saturating_duration_since(e.read_at) < keep);
         }
         for s in asked {
             entries.insert(
@@ -92,6 +144,7 @@ impl SeriesCache {
                     read_at: now,
                     hours,
                     series: read.get(s).cloned(),
+                    refreshing: false,
                 },
             );
         }
@@ -104,6 +157,13 @@ impl SeriesCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Adds an entry's series to what a lookup found (nothing for a sensor without readings).
+fn serve(out: &mut Lookup, sensor: &str, entry: Option<&Entry>) {
+    if let Some(series) = entry.and_then(|e| e.series.as_ref()) {
+        out.found.insert(sensor.to_owned(), series.clone());
     }
 }
 
@@ -149,6 +209,42 @@ mod tests {
             asked
         );
         assert_eq!(c.lookup(&asked, 49, t0).missing, asked);
+    }
+
+    #[test]
+    fn an_expired_series_is_read_by_one_request_while_the_others_are_served_the_old_one() {
+        let c = SeriesCache::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let asked = names(&["S1", "NONE"]);
+        c.store(&asked, &[("S1".to_owned(), series(1.0))].into(), 25, t0);
+
+        // The first request past the ttl reads both again...
+        assert_eq!(c.lookup(&asked, 25, at(1000)).missing, asked);
+        // ...and those meanwhile get what was read before, for up to another ttl.
+        for ms in [1001, 1999] {
+            let stale = c.lookup(&asked, 25, at(ms));
+            assert!(stale.missing.is_empty(), "at {ms} ms: {:?}", stale.missing);
+            assert_eq!(stale.found, [("S1".to_owned(), series(1.0))].into());
+        }
+        // A read that never came back (the database failed it): past twice the ttl, every
+        // request reads again.
+        assert_eq!(c.lookup(&asked, 25, at(2000)).missing, asked);
+        assert_eq!(c.lookup(&asked, 25, at(2001)).missing, asked);
+        // Another model's history is never served stale.
+        assert_eq!(c.lookup(&asked, 49, at(1500)).missing, asked);
+
+        // What the refresh stored is served fresh, and its own expiry claims again once.
+        c.store(
+            &asked,
+            &[("S1".to_owned(), series(2.0))].into(),
+            25,
+            at(2001),
+        );
+        let fresh = c.lookup(&asked, 25, at(2500));
+        assert_eq!(fresh.found, [("S1".to_owned(), series(2.0))].into());
+        assert_eq!(c.lookup(&asked, 25, at(3001)).missing, asked);
+        assert!(c.lookup(&asked, 25, at(3002)).missing.is_empty());
     }
 
     #[test]
