@@ -15,8 +15,13 @@ start_tansu() {
 
 # start_memory_tansu PORT LOG: a second Tansu on memory storage, for single-pass benches
 # (no restart, no resume from committed offsets: see docs/tansu.md). Sets TANSU_PID.
+# The consumers started after it fetch every 10 ms (AIRQ_BENCH_FETCH_WAIT_MS), not the services'
+# 100: Tansu 0.6.0 answers a fetch only once its whole wait is over, data or not, so 1 MB
+# fetches at 100 ms cap any consumer at 10 MB/s, about 65k Beijing readings/s, librdkafka
+# alone included (docs/benchmarks.md, 2026-12-07). Apache Kafka answers at once when it has data.
 start_memory_tansu() {
   : >"$2"
+  export AIRQ_KAFKA_FETCH_WAIT_MS=${AIRQ_BENCH_FETCH_WAIT_MS:-10}
   start_tansu "$1" "$2" memory://tansu/
 }
 

@@ -129,7 +129,9 @@ pub fn consumer(
         // the others waited their turn. 1 MB a fetch drains a full raw_data evenly (the Beijing
         // stations' first readings stored within 4 s of one another, not 13-29 s) as fast
         // (docs/benchmarks.md). Apache Kafka answers at once with data, so small fetches cost
-        // it little.
+        // it little. On Tansu a fetch takes the whole fetch wait: 1 MB per 100 ms caps a
+        // consumer at 10 MB/s, far above what Tansu on PostgreSQL serves (memory-storage
+        // benches fetch every 10 ms instead).
         .set("fetch.max.bytes", "1048576");
     let consumer: StreamConsumer = with_overrides(cfg).create().map_err(KafkaError::Config)?;
     consumer.subscribe(topics).map_err(KafkaError::Transient)?;
