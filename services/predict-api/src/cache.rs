@@ -44,11 +44,14 @@ enum Freshness {
 impl Entry {
     fn freshness(&self, hours: i64, ttl: Duration, now: Instant) -> Freshness {
         let age = now.saturating_duration_since(self.read_at);
-        match () {
-            _ if self.hours != hours => Freshness::Unusable,
-            _ if age < ttl => Freshness::Fresh,
-            _ if age < ttl.saturating_mul(2) => Freshness::Stale,
-            _ => Freshness::Unusable,
+        if self.hours != hours {
+            Freshness::Unusable
+        } else if age < ttl {
+            Freshness::Fresh
+        } else if age < ttl.saturating_mul(2) {
+            Freshness::Stale
+        } else {
+            Freshness::Unusable
         }
     }
 }
