@@ -7,7 +7,8 @@
 #   PostgreSQL (once per AIRQ_SERIES_CACHE_MS, default 1000; 0 reads them per request).
 # AIRQ_BENCH_BODY=readings: the body carries the sensor's last 30 stored readings.
 # AIRQ_BENCH_BODY=horizons: as stored, with every hour 1 to 24 ahead (`"horizons": [1, ..., 24]`).
-# AIRQ_BENCH_BODY=health: GET /health instead, the floor of loopback HTTP on this machine.
+# AIRQ_BENCH_BODY=health: GET /health instead, the floor of loopback HTTP on this machine (the
+#   other bodies run it too, after /predict, as the same run's reference).
 # AIRQ_BENCH_WRK_THREADS: wrk's threads (default 2, one per core).
 # Usage: bench/predict_load.sh [SECONDS] [CONNECTIONS]. Writes bench/results/predict-<date>.txt.
 set -euo pipefail
@@ -43,8 +44,12 @@ AIRQ__DATABASE__URL=$DB AIRQ__MLFLOW__MODEL=$MODEL \
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
+health() { wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/health"; }
+# requests/s and p99 of a wrk report, e.g. "35253 req/s, p99 3.79ms".
+summary() { awk '/Requests\/sec/ {r = $2} $1 == "99%" {p = $2} END {printf "%.0f req/s, p99 %s", r, p}'; }
+FLOOR=
 if [ "$KIND" = health ]; then
-  RESULT=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/health")
+  RESULT=$(health)
 else
   curl -sf -X POST "http://127.0.0.1:$PORT/predict" -H 'content-type: application/json' -d "$BODY"
   echo
@@ -54,8 +59,15 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '$BODY'
 LUA
   RESULT=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$STATE/bench/predict.lua" "http://127.0.0.1:$PORT/predict")
+  # The reference of the same run: GET /health on the same server, the machine's loopback HTTP
+  # floor at this hour (its speed varies: /health gave 64k req/s on one day, 125-140k on the next).
+  FLOOR=$(health)
 fi
 {
   echo "# bench/predict_load.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $BIN/predict-api, model $MODEL, $CONNECTIONS connections, body $KIND (${#BODY} bytes), series cache ${AIRQ_SERIES_CACHE_MS:-1000} ms"
   echo "$RESULT"
+  if [ -n "$FLOOR" ]; then
+    R=$(echo "$RESULT" | summary) F=$(echo "$FLOOR" | summary)
+    echo "reference, same run: GET /health $F; /predict $R, $(awk -v a="${R%% *}" -v b="${F%% *}" 'BEGIN {printf "%.1f", 100 * a / b}') % of its requests/s"
+  fi
 } | tee -a "$OUT/predict-$(date -u +%Y-%m-%d).txt"
