@@ -493,6 +493,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             r.dropped.load(Relaxed)
         ));
     }
+    let (reads, sensors) = state.series.reads();
+    text.push_str(&format!(
+        "# HELP airq_predict_series_reads_total Queries for stored series (what the series cache did not hold), and the sensors they read.\n\
+         # TYPE airq_predict_series_reads_total counter\n\
+         airq_predict_series_reads_total {reads}\n\
+         # TYPE airq_predict_series_sensors_read_total counter\n\
+         airq_predict_series_sensors_read_total {sensors}\n"
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -11,6 +11,7 @@
 //! pool and set the p99 (docs/benchmarks.md).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,9 @@ impl Entry {
 pub struct SeriesCache {
     ttl: Duration,
     entries: RwLock<HashMap<String, Entry>>,
+    /// Reads stored ([`SeriesCache::store`] calls: one query each), and the sensors they read.
+    reads: AtomicU64,
+    sensors_read: AtomicU64,
 }
 
 /// What [`SeriesCache::lookup`] found: the series to use, and the sensors to read (the
@@ -75,8 +79,16 @@ impl SeriesCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: RwLock::default(),
+            ..Self::default()
         }
+    }
+
+    /// The reads stored so far, and the sensors they read (`/metrics`).
+    pub fn reads(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.sensors_read.load(Ordering::Relaxed),
+        )
     }
 
     /// The series of `sensors` for `hours` of history: those read less than `ttl` before
@@ -124,7 +136,7 @@ impl SeriesCache {
     }
 
     /// Keeps what was read at `now` for `asked` (a sensor of `asked` not in `read` has no
-    /// readings).
+    /// readings), and counts the read.
     pub fn store(
         &self,
         asked: &[String],
@@ -132,6 +144,9 @@ impl SeriesCache {
         hours: i64,
         now: Instant,
     ) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.sensors_read
+            .fetch_add(asked.len() as u64, Ordering::Relaxed);
         if self.ttl.is_zero() || asked.is_empty() {
             return;
         }

@@ -585,6 +585,35 @@ async fn a_sensors_series_is_read_once_per_series_cache_ms() {
     let (_, p) = post(&http, url.clone(), &body).await;
     assert_eq!(p["forecast_for"], json!("2025-05-03T01:00:00Z"), "{p}");
     assert_eq!(p["pm2_5"], json!(80.0), "{p}");
+    let reads = || async {
+        let text = http
+            .get(format!("{}/metrics", srv.base))
+            .send()
+            .await
+            .unwrap();
+        let text = text.text().await.unwrap();
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("airq_predict_series_reads_total "))
+            .unwrap_or_else(|| panic!("no series reads in {text}"));
+        line.parse::<u64>().unwrap()
+    };
+    assert_eq!(reads().await, 2, "two reads so far, one per ttl");
+
+    // Once it expired again, 32 requests at once: one reads it, the others are served the
+    // series read before (every request in flight used to read it).
+    tokio::time::sleep(Duration::from_millis(TTL_MS + 100)).await;
+    let mut at_once = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (http, url, body) = (http.clone(), url.clone(), body.clone());
+        at_once.spawn(async move { post(&http, url, &body).await });
+    }
+    while let Some(answer) = at_once.join_next().await {
+        let (status, p) = answer.unwrap();
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(p["forecast_for"], json!("2025-05-03T01:00:00Z"), "{p}");
+    }
+    assert_eq!(reads().await, 3, "one read for the 32 requests");
     srv.stop.cancel();
     srv.task.await.unwrap().unwrap();
     drop_database(&db, pool).await;
