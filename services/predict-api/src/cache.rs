@@ -5,8 +5,9 @@
 //! query either). `ttl` 0 turns the cache off.
 //!
 //! Once a series is older than `ttl`, the first request to ask reads it again and the
-//! requests that ask meanwhile are served the one before, for at most another `ttl`. Without
-//! that, every request in flight when a busy sensor's series expired read it at once: at
+//! requests that ask meanwhile are served the one before, for at most another `ttl`. If that
+//! read fails or its request is dropped, the others keep the old series until then, and then
+//! read it themselves. Without that, every request in flight when a busy sensor's series expired read it at once: at
 //! 30k requests a second, a burst of queries once a second that queued on the connection
 //! pool and set the p99 (docs/benchmarks.md).
 
@@ -245,8 +246,8 @@ mod tests {
             assert!(stale.missing.is_empty(), "at {ms} ms: {:?}", stale.missing);
             assert_eq!(stale.found, [("S1".to_owned(), series(1.0))].into());
         }
-        // A read that never came back (the database failed it): past twice the ttl, every
-        // request reads again.
+        // A read that never came back (the database failed it, the client went away): past
+        // twice the ttl, every request reads again.
         assert_eq!(c.lookup(&asked, 25, at(2000)).missing, asked);
         assert_eq!(c.lookup(&asked, 25, at(2001)).missing, asked);
         // Another model's history is never served stale.
