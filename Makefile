@@ -65,7 +65,6 @@ replay: build
 	@$(ENV) && target/release/sensor-sim replay --data-dir $(AIRQ_BEIJING_DIR) --speedup 0
 
 bench: stack build
-	cargo build --release -p airq-kafka --examples
 	bench/replay.sh
 	bench/pg_insert.sh
 	bench/profile_cleaner.sh

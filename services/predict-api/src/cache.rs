@@ -7,9 +7,9 @@
 //! Once a series is older than `ttl`, the first request to ask reads it again and the
 //! requests that ask meanwhile are served the one before, for at most another `ttl`. If that
 //! read fails or its request is dropped, the others keep the old series until then, and then
-//! read it themselves. Without that, every request in flight when a busy sensor's series expired read it at once: at
-//! 30k requests a second, a burst of queries once a second that queued on the connection
-//! pool and set the p99 (docs/benchmarks.md).
+//! read it themselves. Without that, every request in flight when a busy sensor's series
+//! expired read it at once: at 30k requests a second, a burst of queries once a second that
+//! queued on the connection pool and set the p99 (docs/benchmarks.md).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,28 +32,31 @@ struct Entry {
     refreshing: bool,
 }
 
-/// How an entry serves a request at a given time.
+/// What a lookup does with a sensor's entry.
 #[derive(Debug, PartialEq, Eq)]
-enum Freshness {
-    /// Younger than the ttl.
-    Fresh,
-    /// Older, but younger than twice the ttl: served while one request reads it again.
-    Stale,
-    /// Older still, or for another history: read.
-    Unusable,
+enum Use {
+    /// Serve it: younger than the ttl, or younger than twice the ttl while another request
+    /// reads it again.
+    Serve,
+    /// Older than the ttl, younger than twice it, and nobody reads it yet: read it, and
+    /// serve it to the others meanwhile.
+    Claim,
+    /// Read it: none, older still, or for another history.
+    Read,
 }
 
-impl Entry {
-    fn freshness(&self, hours: i64, ttl: Duration, now: Instant) -> Freshness {
-        let age = now.saturating_duration_since(self.read_at);
-        if self.hours != hours {
-            Freshness::Unusable
-        } else if age < ttl {
-            Freshness::Fresh
+impl Use {
+    fn of(entry: Option<&Entry>, hours: i64, ttl: Duration, now: Instant) -> Self {
+        let Some(e) = entry.filter(|e| e.hours == hours) else {
+            return Use::Read;
+        };
+        let age = now.saturating_duration_since(e.read_at);
+        if age < ttl || (age < ttl.saturating_mul(2) && e.refreshing) {
+            Use::Serve
         } else if age < ttl.saturating_mul(2) {
-            Freshness::Stale
+            Use::Claim
         } else {
-            Freshness::Unusable
+            Use::Read
         }
     }
 }
@@ -108,28 +111,28 @@ impl SeriesCache {
             let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
             for s in sensors {
                 let entry = entries.get(s);
-                match entry.map(|e| (e.freshness(hours, self.ttl, now), e.refreshing)) {
-                    Some((Freshness::Fresh, _) | (Freshness::Stale, true)) => {
-                        serve(&mut out, s, entry);
-                    }
-                    Some((Freshness::Stale, false)) => to_claim.push(s),
-                    _ => out.missing.push(s.clone()),
+                match Use::of(entry, hours, self.ttl, now) {
+                    Use::Serve => serve(&mut out, s, entry),
+                    Use::Claim => to_claim.push(s),
+                    Use::Read => out.missing.push(s.clone()),
                 }
             }
         }
         if !to_claim.is_empty() {
-            // Rare (once a ttl per busy sensor): the write lock, to claim the refresh.
+            // Rare (once a ttl per busy sensor): the write lock, to claim the refresh. Decided
+            // again: another request may have claimed or stored it meanwhile.
             let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
             for s in to_claim {
-                // Re-checked: another request may have claimed or stored it meanwhile.
                 let entry = entries.get_mut(s);
-                match entry.map(|e| (e.freshness(hours, self.ttl, now), e)) {
-                    Some((Freshness::Stale, e)) if !e.refreshing => {
-                        e.refreshing = true;
+                match Use::of(entry.as_deref(), hours, self.ttl, now) {
+                    Use::Serve => serve(&mut out, s, entry.as_deref()),
+                    Use::Claim => {
+                        if let Some(e) = entry {
+                            e.refreshing = true;
+                        }
                         out.missing.push(s.clone());
                     }
-                    Some((Freshness::Fresh | Freshness::Stale, e)) => serve(&mut out, s, Some(e)),
-                    _ => out.missing.push(s.clone()),
+                    Use::Read => out.missing.push(s.clone()),
                 }
             }
         }
