@@ -4,16 +4,18 @@
 # PostgreSQL's defaults that query is, in some states, re-planned on every call
 # (`plan_cache_mode`), or keeps a plan made while `header_default` was empty, a sequential
 # scan, until autovacuum analyses the table again (`autovacuum_naptime`, 60 s). Compares the
-# defaults with a candidate (`force_generic_plan` on Tansu's database and a 5 s naptime),
-# which did not fix it (docs/benchmarks.md); for the next candidate.
+# defaults with what the stack applies to Tansu's database, scripts/tansu/planner.sql (one
+# generic plan per query and connection, sequential scans priced out where an index serves).
+# An earlier candidate, `force_generic_plan` alone with a 5 s naptime, did not fix it
+# (docs/benchmarks.md).
 #
 # A private Tansu on a new database of the stack's PostgreSQL (nothing else keeps rows in its
 # header table: the platform's dead letters would). For each setting, N times: vacuum and
 # analyse Tansu's record and header tables (empty: each test deletes its topics), then run the
 # detector's poison-message test against that broker (10,000 dead letters with 6 headers each,
 # 5,849 readings), and report its time, its phases, the CPU that Tansu and PostgreSQL spent, and
-# how many header queries took over 3 ms with a sequential scan (auto_explain). Restores the
-# naptime. Needs the native stack (`scripts/stack.sh up`).
+# how many header queries took over 3 ms with a sequential scan (auto_explain). Needs the
+# native stack (`scripts/stack.sh up`).
 # Usage: bench/tansu_stale_plan.sh [N]. Writes bench/results/tansu-stale-plan-<date>.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,7 +44,6 @@ restart_tansu() { stop_tansu; start_tansu "$PORT" "$LOG" "$STORAGE"; }
 finish() {
   stop_tansu
   pg -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null || true
-  pg -c "ALTER SYSTEM RESET autovacuum_naptime" -c "SELECT pg_reload_conf()" >/dev/null || true
 }
 trap finish EXIT
 : >"$LOG"
@@ -57,9 +58,12 @@ secs() { awk "BEGIN { printf \"%.1f\", $1 / $(getconf CLK_TCK) }"; }
   echo "# machine: $(nproc) cores; a private Tansu on database $DB; test: the detector's poison-message test"
   echo "# phases: produced, dead letters read, processed_data read, anomalies stored (s from start)"
   for setting in defaults candidate; do
-    if [ $setting = defaults ]; then nap=60s; mode=auto; else nap=5s; mode=force_generic_plan; fi
-    pg -c "ALTER SYSTEM SET autovacuum_naptime = '$nap'" -c "SELECT pg_reload_conf()" >/dev/null
-    pg -c "ALTER DATABASE $DB SET plan_cache_mode = $mode"
+    if [ $setting = defaults ]; then
+      pg -c "ALTER DATABASE $DB RESET plan_cache_mode" -c "ALTER DATABASE $DB RESET enable_seqscan"
+    else
+      pg -d "$DB" -v ON_ERROR_STOP=1 -f "$ROOT/scripts/tansu/planner.sql"
+    fi
+    mode=$(pg -d "$DB" -tAc "SELECT current_setting('plan_cache_mode') || ', enable_seqscan ' || current_setting('enable_seqscan')")
     restart_tansu
     for i in $(seq 1 "$N"); do
       pg -d "$DB" -c "VACUUM ANALYZE header_default" -c "VACUUM ANALYZE record_default"
@@ -69,8 +73,8 @@ secs() { awk "BEGIN { printf \"%.1f\", $1 / $(getconf CLK_TCK) }"; }
       e=$(date +%s.%N); t1=$(cpu_ticks "$TANSU_PID"); p1=$(pg_ticks)
       phases=$(grep -E '^ +[0-9.]+ s ' /tmp/tansu-stale-plan.log | awk '{print $1}' | paste -sd' ')
       scans=$(tail -n +"$from" "$PGLOG" | grep -c 'Seq Scan on header_default' || true)
-      printf '%-8s (naptime %s, %s) run %s: %5.1f s, Tansu %s s CPU, PostgreSQL %s s CPU, phases %s, slow header scans %s\n' \
-        "$setting" "$nap" "$mode" "$i" "$(awk "BEGIN { print $e - $s }")" "$(secs $((t1 - t0)))" "$(secs $((p1 - p0)))" "$phases" "$scans"
+      printf '%-8s (%s) run %s: %5.1f s, Tansu %s s CPU, PostgreSQL %s s CPU, phases %s, slow header scans %s\n' \
+        "$setting" "$mode" "$i" "$(awk "BEGIN { print $e - $s }")" "$(secs $((t1 - t0)))" "$(secs $((p1 - p0)))" "$phases" "$scans"
     done
   done
 } | tee "$OUT"

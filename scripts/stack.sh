@@ -48,6 +48,8 @@ STATE=$(cd "$STATE" && pwd)
 # Tansu's working directory ($STATE/tansu).
 KAFKA_STORAGE=${AIRQ_KAFKA_STORAGE:-postgres://postgres@127.0.0.1:$PG_PORT/tansu}
 TANSU_SCHEMA=$ROOT/scripts/tansu/schema.sql
+# How PostgreSQL plans Tansu's queries (ours, not upstream): one generic plan per query.
+TANSU_PLANNER=$ROOT/scripts/tansu/planner.sql
 RETENTION_HOURS=${AIRQ_KAFKA_RETENTION_HOURS:-24}
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -158,7 +160,8 @@ CONF
     # Idempotent (if not exists / create or replace): also brings an older schema up to date.
     # Warnings only: each "already exists, skipping" notice is expected on every start.
     PGOPTIONS='-c client_min_messages=warning' \
-      psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d tansu -q -v ON_ERROR_STOP=1 -f "$TANSU_SCHEMA" >/dev/null
+      psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d tansu -q -v ON_ERROR_STOP=1 -f "$TANSU_SCHEMA" \
+      -f "$TANSU_PLANNER" >/dev/null
   fi
 }
 

@@ -482,20 +482,23 @@ pub struct PrivateTansu {
 impl PrivateTansu {
     pub async fn start() -> Self {
         let storage = create_database(&admin_url()).await;
-        let schema =
-            std::fs::read_to_string(std::env::var("AIRQ_TANSU_SCHEMA").unwrap_or_else(|_| {
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../scripts/tansu/schema.sql"
-                )
-                .into()
-            }))
-            .expect("Tansu schema");
+        let schema = std::env::var("AIRQ_TANSU_SCHEMA").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../scripts/tansu/schema.sql"
+            )
+            .into()
+        });
+        // The schema, then how PostgreSQL plans Tansu's queries, as scripts/stack.sh applies them.
+        let planner = std::path::Path::new(&schema).with_file_name("planner.sql");
         let pool = PgPool::connect(&storage).await.expect("tansu database");
-        sqlx::raw_sql(&schema)
-            .execute(&pool)
-            .await
-            .expect("apply Tansu schema");
+        for file in [std::path::Path::new(&schema), &planner] {
+            let sql = std::fs::read_to_string(file).expect("Tansu's SQL");
+            sqlx::raw_sql(&sql)
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("apply {}: {e}", file.display()));
+        }
         pool.close().await;
         let mut t = Self {
             child: None,
