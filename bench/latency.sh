@@ -88,6 +88,8 @@ windows() { grep -h "$1" "$2" | grep -o "$3=[^=]*ms" | sed -n '3,$p' | sed 's/.*
   echo "processed_data hop, sent -> the detector's receipt: $(last 'consumer counters' "$STATE/bench/latency-detector.log" hop_latency)"
   echo "stream-cleaner, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" service_latency)"
   echo "  p99 of each 10 s after the first 20 s, ms: $(windows 'consumer counters' "$STATE/bench/latency-cleaner.log" service_latency_recent)"
+  echo "  receipt -> processed_data acknowledged (the output the detector reads): $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" published_latency)"
+  echo "    p99 of each 10 s after the first 20 s, ms: $(windows 'consumer counters' "$STATE/bench/latency-cleaner.log" published_latency_recent)"
   echo "  of which, per batch, PostgreSQL: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" sink_write)"
   echo "  and processed_data acknowledged: $(last 'consumer counters' "$STATE/bench/latency-cleaner.log" sink_publish)"
   echo "anomaly-detector, receipt -> batch written: $(last 'consumer counters' "$STATE/bench/latency-detector.log" service_latency)"

@@ -26,6 +26,10 @@ pub struct RuntimeCounters {
     /// batch written (the sink's outputs acknowledged, its dead letter sent). A message a
     /// processor holds past its batch (the detector's ticks) counts with that batch.
     pub service_latency: Histogram,
+    /// The same message to its batch's publish acknowledged (e.g. `processed_data`): the
+    /// output the next service reads. The sink's write may finish later; `service_latency`
+    /// waits for both.
+    pub published_latency: Histogram,
     /// The broker hop before it: from a message's timestamp (its producer's clock when it
     /// was sent) to the consumer handing it over, wall clock.
     pub hop_latency: Histogram,
@@ -60,6 +64,8 @@ impl RuntimeCounters {
             service_latency = %self.service_latency.summary(),
             // Since the previous line (10 s): the steady state, apart from a start's backlog.
             service_latency_recent = %self.service_latency.recent_summary(),
+            published_latency = %self.published_latency.summary(),
+            published_latency_recent = %self.published_latency.recent_summary(),
             sink_write = %self.sink_write.summary(),
             sink_publish = %self.sink_publish.summary(),
             "consumer counters"

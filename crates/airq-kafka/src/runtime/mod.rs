@@ -389,17 +389,14 @@ impl<P: Processor, S: Sink<Item = P::Item>> Runtime<P, S> {
                             write::write(self.shared.clone(), batch, outputs, after, done);
                         let counters = self.counters.clone();
                         let task = tokio::spawn(async move {
-                            let result = written.await;
-                            if result.is_ok() {
-                                let now = wall_clock_us();
-                                for (t, n) in receipts {
-                                    let us = now.saturating_sub(t);
-                                    counters
-                                        .service_latency
-                                        .record_n(Duration::from_micros(us), n);
-                                }
+                            let published = written.await?;
+                            let now = wall_clock_us();
+                            for (t, n) in receipts {
+                                let since = |at: u64| Duration::from_micros(at.saturating_sub(t));
+                                counters.service_latency.record_n(since(now), n);
+                                counters.published_latency.record_n(since(published), n);
                             }
-                            result
+                            Ok(())
                         });
                         in_flight.push_back((task, offsets));
                     }

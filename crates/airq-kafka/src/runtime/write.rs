@@ -44,13 +44,15 @@ impl Turn {
     }
 }
 
+/// Writes one batch. Returns the wall clock (µs since the epoch) at which its publish was
+/// acknowledged: the stream's output, which the next service reads, often before the write.
 pub(super) async fn write<S: Sink>(
     shared: Arc<Shared<S>>,
     batch: Vec<OwnedMessage>,
     outputs: Outputs<S::Item>,
     after: Turn,
     done: Done,
-) -> Result<(), Stopped> {
+) -> Result<u64, Stopped> {
     let Outputs {
         items,
         sources,
@@ -69,15 +71,20 @@ pub(super) async fn write<S: Sink>(
             written
         },
         dead_letter(&shared, &batch, rejected),
-        publish_in_turn(&shared, &items, &sources, after, done),
+        async {
+            let unpublished = publish_in_turn(&shared, &items, &sources, after, done).await;
+            (unpublished, super::wall_clock_us())
+        },
     );
+    let (unpublished, published_us) = unpublished;
     let mut refused = written?;
     dead?;
     RuntimeCounters::inc(&counters.sink_rejected, refused.len() as u64);
     refused.extend(unpublished?);
     // bench/replay.sh times the cleaner from the first to the last of these.
     tracing::debug!(messages = batch.len(), "batch written");
-    dead_letter(&shared, &batch, refused).await
+    dead_letter(&shared, &batch, refused).await?;
+    Ok(published_us)
 }
 
 /// Waits for the batch before this one to publish, publishes `items`, then lets the next
