@@ -28,7 +28,7 @@ pub struct RuntimeCounters {
     pub service_latency: Histogram,
     /// The same message to its batch's publish acknowledged (e.g. `processed_data`): the
     /// output the next service reads. The sink's write may finish later; `service_latency`
-    /// waits for both.
+    /// waits for both. For a sink that publishes nothing: until its batch's turn came.
     pub published_latency: Histogram,
     /// The broker hop before it: from a message's timestamp (its producer's clock when it
     /// was sent) to the consumer handing it over, wall clock.
